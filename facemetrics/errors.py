@@ -1,0 +1,23 @@
+"""Error types.
+
+:class:`FacemetricsError` is a user mistake (bad path, wrong flag, unusable data):
+the CLI turns it into a click usage error (exit 2, no traceback). Anything else is
+a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class FacemetricsError(Exception):
+    """A problem with the user's input, named clearly enough to fix it.
+
+    ``param`` optionally names the CLI argument or flag at fault (e.g. ``"REAL"``,
+    ``"--pairs"``) so the CLI can point at it.
+    """
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class WeightsNotFoundError(FacemetricsError):
+    """No weights file could be found or fetched; the message lists what was tried."""
