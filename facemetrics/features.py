@@ -4,8 +4,9 @@
 decoded array in a pool of workers (threads by default: PIL decoding and
 resizing release the GIL, so decoding overlaps the network; or processes,
 ``workers_kind="process"``, for fast GPUs where one process cannot decode fast
-enough), batches the results per extractor and runs the networks in the calling
-thread. Per-extractor results are cached on disk
+enough: forked like torch's DataLoader workers, they get the file names and send
+back the preprocessed arrays), batches the results per extractor and runs the
+networks in the calling thread. Per-extractor results are cached on disk
 (:mod:`facemetrics.cache`); an extractor whose entry is cached is not run, and
 when all are cached no image is decoded at all.
 """
@@ -72,7 +73,9 @@ _PROC_STATE: tuple[ImageSource, list] | None = None
 
 def _proc_init(source: ImageSource, preps: list) -> None:
     global _PROC_STATE
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # a preprocessor that imports torch stays single-threaded
+    os.environ["OMP_NUM_THREADS"] = "1"  # a preprocessor that imports torch stays single-threaded
+    if "torch" in sys.modules:  # inherited through fork: one intra-op thread per worker, as in DataLoader
+        sys.modules["torch"].set_num_threads(1)
     _PROC_STATE = (source, preps)
 
 
@@ -89,7 +92,17 @@ def _make_pool(kind: str, workers: int, source: ImageSource, preps: list) -> tup
     if kind == "process":
         import multiprocessing
 
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        # fork, as torch's DataLoader does on Linux: no re-import of the main program, fast start. The
+        # children only decode and resize (no CUDA); _proc_init keeps any torch use in them single-threaded.
+        methods = multiprocessing.get_all_start_methods()
+        method = "fork" if "fork" in methods else "spawn"
+        if method == "spawn":
+            main = sys.modules.get("__main__")
+            main_file = getattr(main, "__file__", None)
+            if getattr(main, "__spec__", None) is None and main_file and not os.path.isfile(main_file):
+                raise FacemetricsError(  # spawned workers re-import the main program, which must be a file
+                    f"worker processes cannot start from a program read from {main_file}; run it from a file "
+                    "or module, or use thread workers", "--workers-kind")
         fresh = source.with_names(source.names)  # no open zip handles travel
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
                                    initializer=_proc_init, initargs=(fresh, preps))
