@@ -291,33 +291,39 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
             fake_info = source_info(fk.path, fk.kind, fk.n, fk.content_sha256)
             failed["fake"] = fk.failed
             protocol["dims"] = fk.stats.dims
+            rl = None
             if "fid" in inc or "kid" in inc:
                 rl = load_side(real, ex, "REAL", opts, ctx, features="kid" in inc, logits=False)
                 real_info = source_info(rl.path, rl.kind, rl.n, rl.content_sha256)
                 failed["real"] = rl.failed
+
+            def inception_metrics() -> dict[str, MetricResult]:
+                out: dict[str, MetricResult] = {}
                 if "fid" in inc:
                     from facemetrics.metrics.fid import fid_from_stats
 
-                    results["fid"] = fid_from_stats(rl.stats, fk.stats)
+                    out["fid"] = fid_from_stats(rl.stats, fk.stats)
                 if "kid" in inc:
                     if rl.features is None:
-                        from facemetrics.distributed import shared_error
-
-                        raise shared_error(
+                        raise FacemetricsError(
                             f"KID needs per-image features and {real} holds statistics only; re-create it with "
                             "`facemetrics stats FOLDER --features -o FILE.npz`", "REAL")
                     from facemetrics.metrics.kid import kid
 
-                    results["kid"] = kid(rl.features, fk.features, subsets=kid_subsets,
-                                         subset_size=kid_subset_size, seed=seed)
-            if "is" in inc:
-                from facemetrics.metrics.inception_score import inception_score
+                    out["kid"] = kid(rl.features, fk.features, subsets=kid_subsets, subset_size=kid_subset_size,
+                                     seed=seed)
+                if "is" in inc:
+                    from facemetrics.metrics.inception_score import inception_score
 
-                results["is"] = inception_score(fk.logits, splits=is_splits, seed=seed)
-                results["is"].details["logits"] = fp.get("logits")
-            for m in results.values():
-                m.details.setdefault("preset", preset)
-                m.details.setdefault("extractor", fp.get("extractor"))
+                    out["is"] = inception_score(fk.logits, splits=is_splits, seed=seed)
+                    out["is"].details["logits"] = fp.get("logits")
+                for m in out.values():
+                    m.details.setdefault("preset", preset)
+                    m.details.setdefault("extractor", fp.get("extractor"))
+                return out
+
+            # pure computations on data every rank holds: rank 0 computes, every rank receives
+            results.update(ctx.on_main("computing FID/KID/IS", inception_metrics))
         if face or text:
             from facemetrics.captions import load_pairs
 
@@ -347,8 +353,10 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                 results.update(res)
                 notes.extend(w)
     notes.extend(str(w.message) for w in caught)
-    return build_record(real=real_info, fake=fake_info, protocol=protocol, metrics=results,
-                        warnings=list(dict.fromkeys(notes)), failed_images=failed, label=label)
+    # rank 0's record (its warnings and time stamp) is every rank's record
+    return ctx.on_main("building the record", lambda: build_record(
+        real=real_info, fake=fake_info, protocol=protocol, metrics=results, warnings=list(dict.fromkeys(notes)),
+        failed_images=failed, label=label))
 
 
 def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str | None = None,

@@ -271,6 +271,38 @@ class DistContext:
             raise shared_error(text, failed[0][1][2])  # every rank raises it: the CLI shows it once
         raise DistributedError(f"{step} failed on another rank; nothing was written.\n{text}")
 
+    def on_main(self, step: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0 only and hand its result (picklable) to every rank.
+
+        For pure work on data every rank already holds (metric computations, the
+        record), so that K ranks of a node do not compute the same thing K times.
+        Rank 0's error reaches every rank: a user error as an agreed
+        :class:`FacemetricsError`, anything else as :class:`DistributedError`.
+        """
+        if not self.active:
+            return fn()
+        import torch.distributed as dist
+
+        payload: Any = None
+        own: BaseException | None = None
+        if self.is_main:
+            try:
+                payload = ("ok", fn())
+            except FacemetricsError as e:
+                own, payload = e, ("user", str(e), e.param)
+            except Exception as e:
+                own, payload = e, ("crash", f"{type(e).__name__}: {e}", None)
+        box = [payload]
+        self._collective(step, lambda: dist.broadcast_object_list(box, src=0, group=self._group))
+        kind, value, *rest = box[0]
+        if kind == "ok":
+            return value
+        if own is not None:
+            raise own
+        if kind == "user":
+            raise shared_error(value, rest[0] if rest else None)
+        raise DistributedError(f"{self.label()}: {step} failed on rank 0: {value}")
+
     def check_same(self, what: str, value: Any, param: str | None = None) -> None:
         """Refuse to go on when the ranks disagree on ``value`` (file lists, options, networks)."""
         if not self.active:

@@ -291,13 +291,14 @@ def test_shard_merge_equals_one_pass(shard_files, faces):
     err = max(np.abs(merged.sum_outer - full.sum_outer).max() / np.abs(full.sum_outer).max(),
               np.abs(merged.sum - full.sum).max() / np.abs(full.sum).max())
     print(f"\nshard+merge vs one pass: max relative difference of the sums {err:.1e}")
-    # the merged file scores like the folder it summarises; a lone shard is refused as REAL
-    via = json.loads(run_cli("score", out, faces["inc_fake"], "--metrics", "fid,kid", "--json", "-", "-q",
+    # the merged file (its features) scores like the folder it summarises; a lone shard is refused as REAL.
+    # (FID follows from the statistics checked above; it is not recomputed here: 2048-d eigh is slow on CI.)
+    via = json.loads(run_cli("score", out, faces["inc_fake"], "--metrics", "kid", "--json", "-", "-q",
                              "--kid-subset-size", "4", "--kid-subsets", "5").stdout)
-    direct = json.loads(run_cli("score", faces["inc_real"], faces["inc_fake"], "--metrics", "fid,kid", "--json",
+    direct = json.loads(run_cli("score", faces["inc_real"], faces["inc_fake"], "--metrics", "kid", "--json",
                                 "-", "-q", "--kid-subset-size", "4", "--kid-subsets", "5").stdout)
-    for m in ("fid", "kid"):  # 5 images in 2048-d: the rank-deficient FID magnifies 1e-16 round-off to ~1e-9
-        assert rel(via["metrics"][m]["value"], direct["metrics"][m]["value"]) < REL
+    assert via["metrics"]["kid"]["value"] == direct["metrics"]["kid"]["value"]
+    assert via["real"]["content_sha256"] == direct["real"]["content_sha256"]
     r = run_cli("score", parts[0], faces["inc_fake"], "-q")
     assert r.exit_code == 2 and "merge-stats" in r.output
 
