@@ -78,8 +78,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--cache", choices=["fresh", "none"], default="fresh",
                     help="fresh: an empty cache per command (written, never read); none: --no-cache")
-    ap.add_argument("extra", nargs="*", help="more `score` options (after --)")
-    a = ap.parse_args()
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []  # more `score` options, after --
+    a = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    a.extra = extra
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
     common = [a.real, a.fake, "--device", a.device, *(["--pairs", a.pairs] if a.pairs else []), *a.extra]
     rows: dict[str, list[dict]] = {"one command": [], "one command per metric": []}
