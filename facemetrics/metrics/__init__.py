@@ -1,0 +1,1 @@
+"""Metric functions: features in, :class:`facemetrics.result.MetricResult` out."""
