@@ -1,1 +1,1 @@
-"""Metric functions: features in, :class:`facemetrics.result.MetricResult` out."""
+"""Metrics as pure functions of features or statistics."""
