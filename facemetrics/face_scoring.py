@@ -22,6 +22,7 @@ Nothing is dropped silently:
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ def real_sources(paths: Sequence[Path]) -> tuple[list[ImageSource], dict[Path, t
     """Group absolute real-image paths into image sources.
 
     Plain files form one folder source rooted at their common folder; ``<zip>/<member>``
-    pseudo-paths one zip source per archive. Returns the sources and, per path,
+    pseudo-paths one zip source per archive. Names are sorted, so the cache key does
+    not depend on the order of the pairs. Returns the sources and, per path,
     ``(source index, name in that source)``.
     """
     files: list[Path] = []
@@ -73,6 +75,7 @@ def real_sources(paths: Sequence[Path]) -> tuple[list[ImageSource], dict[Path, t
     where: dict[Path, tuple[int, str]] = {}
     if files:
         root = Path(os.path.commonpath([str(f.parent) for f in files]))
+        files.sort(key=lambda f: f.relative_to(root).as_posix())  # order-free cache key
         names = [f.relative_to(root).as_posix() for f in files]
         for f, n in zip(files, names):
             where[f] = (len(sources), n)
@@ -80,44 +83,16 @@ def real_sources(paths: Sequence[Path]) -> tuple[list[ImageSource], dict[Path, t
     for zpath, members in zips.items():
         for p, m in members:
             where[p] = (len(sources), m)
-        sources.append(ImageSource(zpath.resolve(), "zip", tuple(dict.fromkeys(m for _, m in members))))
+        sources.append(ImageSource(zpath.resolve(), "zip", tuple(sorted({m for _, m in members}))))
     return sources, where
 
 
 def _extract(source: ImageSource, embedder, *, desc: str, **opts):
-    """Run the shared feature pipeline (``facemetrics.features.extract``) on ``source``."""
-    try:
-        from facemetrics.features import extract
-    except ImportError:  # INTERIM until facemetrics.features lands on this branch
-        return _sequential_extract(source, embedder, **opts)
+    """One pass of the shared pipeline (``facemetrics.features.extract``): cached on disk by
+    the images' content key and the embedder's fingerprint."""
+    from facemetrics.features import extract
+
     return extract(source, [embedder], desc=desc, **opts)
-
-
-def _sequential_extract(source: ImageSource, embedder, *, batch_size: int = 32, strict: bool = False,
-                        device: str = "cpu", **_ignored):
-    """INTERIM stand-in for ``features.extract`` (no cache, one process)."""
-    from types import SimpleNamespace
-
-    from facemetrics.images import DECODE_ERRORS, load_rgb
-
-    prep = embedder.preprocessor()
-    embedder.load(device)
-    names, failed, items, chunks = [], [], [], []
-    for n in source.names:
-        try:
-            items.append(prep(load_rgb(source, n)))
-            names.append(n)
-        except DECODE_ERRORS as e:
-            failed.append((n, f"{type(e).__name__}: {e}"))
-    if strict and failed:
-        raise FacemetricsError("unreadable image(s) (--strict):" + _listing(
-            [f"{source.path_of(n)}: {r}" for n, r in failed]), "--strict")
-    for i in range(0, len(items), batch_size):
-        part = items[i : i + batch_size]
-        chunks.append(embedder.forward({k: np.stack([it[k] for it in part]) for k in part[0]}))
-    out = {k: np.concatenate([c[k] for c in chunks]) for k in embedder.outputs} if chunks else {
-        "embedding": np.zeros((0, getattr(embedder, "dims", 0)), np.float32), "detected": np.zeros(0, bool)}
-    return SimpleNamespace(names=names, failed=failed, outputs={embedder.name: out})
 
 
 def score_face(
@@ -155,7 +130,7 @@ def score_face(
             "--pairs",
         )
     fakes = [p.fake for p in pairs]
-    dup = sorted({f for f in fakes if fakes.count(f) > 1}) if len(set(fakes)) != len(fakes) else []
+    dup = sorted(f for f, c in Counter(fakes).items() if c > 1)
     if dup:
         raise FacemetricsError(f"generated images listed more than once in the pairs: {_listing(dup)}", "--pairs")
     known = set(fake_source.names)
@@ -176,7 +151,7 @@ def score_face(
     warnings: list[str] = []
 
     # ---- fake side
-    fx = _extract(fake_source.with_names(fakes), embedder, desc=f"fake {face_model}", **opts)
+    fx = _extract(fake_source.with_names(sorted(fakes)), embedder, desc=f"fake {face_model}", **opts)
     fake_rows = {n: i for i, n in enumerate(fx.names)}
     fake_out = fx.outputs[embedder.name]
 

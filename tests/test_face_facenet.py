@@ -77,21 +77,20 @@ def test_wrong_state_dict_is_named(net, state):
 
 def test_weights_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("TORCH_HOME", raising=False)
-    monkeypatch.delenv(fn.ENV_VAR, raising=False)
+    for var in ("TORCH_HOME", "FACEMETRICS_CACHE", fn.ENV_VAR):
+        monkeypatch.delenv(var, raising=False)
     with pytest.raises(WeightsNotFoundError) as ei:
         fn.resolve_weights()
     msg = str(ei.value)
-    assert "--face-weights (not given)" in msg and f"${fn.ENV_VAR} (not set)" in msg
-    assert str(tmp_path / "xdg" / "facemetrics" / fn.WEIGHTS_NAME) in msg
-    assert str(tmp_path / "xdg" / "torch" / "checkpoints" / fn.WEIGHTS_NAME) in msg
-    assert fn.WEIGHTS_URL in msg and ei.value.param == "--face-weights"
-
+    user = tmp_path / "xdg" / "facemetrics" / fn.WEIGHTS_NAME
     hub = tmp_path / "xdg" / "torch" / "checkpoints" / fn.WEIGHTS_NAME
+    assert f"${fn.ENV_VAR} (not set)" in msg
+    assert msg.index(str(user)) < msg.index(str(hub)) < msg.index("Fix:")  # tried in this order
+    assert fn.WEIGHTS_URL in msg and "--face-weights PATH" in msg and ei.value.param == "--face-weights"
+
     hub.parent.mkdir(parents=True)
     hub.write_bytes(b"hub")
     assert fn.resolve_weights() == hub
-    user = tmp_path / "xdg" / "facemetrics" / fn.WEIGHTS_NAME
     user.parent.mkdir(parents=True)
     user.write_bytes(b"user")
     assert fn.resolve_weights() == user
@@ -102,14 +101,15 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
     explicit = tmp_path / "explicit.pt"
     explicit.write_bytes(b"x")
     assert fn.resolve_weights(explicit) == explicit
-    with pytest.raises(WeightsNotFoundError, match="--face-weights file does not exist"):
+    with pytest.raises(FacemetricsError, match="weights file not found: .*nope.pt") as ei:
         fn.resolve_weights(tmp_path / "nope.pt")
+    assert ei.value.param == "--face-weights"
     monkeypatch.setenv(fn.ENV_VAR, str(tmp_path / "gone.pt"))
-    assert fn.resolve_weights() == user  # a stale env var is reported, not fatal when a later place has it
+    assert fn.resolve_weights() == user  # a stale env var is passed over for a later place
 
 
 def test_extractor_loads_file_and_embeds(random_weights, net, state):
-    from facemetrics.extractors._hash import sha256_file
+    from facemetrics.weights import sha256_file
     from facemetrics.images import ImageSource, load_rgb
 
     ex = build_extractor("facenet", weights=str(random_weights))
@@ -135,10 +135,10 @@ def test_extractor_loads_file_and_embeds(random_weights, net, state):
 
 def test_missing_weights_error_when_used(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv(fn.ENV_VAR, raising=False)
-    monkeypatch.delenv("TORCH_HOME", raising=False)
+    for var in ("TORCH_HOME", "FACEMETRICS_CACHE", fn.ENV_VAR):
+        monkeypatch.delenv(var, raising=False)
     ex = build_extractor("facenet")  # constructing loads nothing
-    with pytest.raises(WeightsNotFoundError, match="tried"):
+    with pytest.raises(WeightsNotFoundError, match="Tried"):
         ex.load()
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(FacemetricsError, match="cannot read FaceNet weights"):

@@ -24,7 +24,7 @@ centred square crop resized to 160×160 (bicubic). Network input
 Output ``"embedding"``: (N, 512) float32, unit L2 norm.
 
 Weights are resolved when first used: explicit path > ``$FACEMETRICS_FACENET`` >
-``<user cache>/facemetrics/20180402-114759-vggface2.pt`` >
+``<user cache>/20180402-114759-vggface2.pt`` (:func:`facemetrics.weights.cache_dir`) >
 ``$TORCH_HOME/checkpoints/20180402-114759-vggface2.pt`` (facenet-pytorch's own cache).
 """
 from __future__ import annotations
@@ -37,6 +37,8 @@ import numpy as np
 
 from facemetrics.errors import FacemetricsError, WeightsNotFoundError
 from facemetrics.extractors.base import FeatureExtractor
+from facemetrics.weights import WeightsSpec, sha256_file
+from facemetrics.weights import resolve_weights as _resolve
 
 WEIGHTS_NAME = "20180402-114759-vggface2.pt"
 WEIGHTS_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
@@ -210,9 +212,15 @@ def load_state_dict_strict(net, state: dict, source: str = "state dict") -> list
 
 # --------------------------------------------------------------------------- weights
 
-def _user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "facemetrics"
+FACENET_WEIGHTS = WeightsSpec(
+    name="FaceNet (facenet-pytorch InceptionResnetV1, VGGFace2)",
+    filename=WEIGHTS_NAME,
+    env_var=ENV_VAR,
+    fix_hint=(
+        f"download {WEIGHTS_URL} and pass --face-weights PATH, set ${ENV_VAR}=PATH, "
+        f"or put it in the user cache folder as {WEIGHTS_NAME}"
+    ),
+)
 
 
 def _torch_home() -> Path:
@@ -221,35 +229,23 @@ def _torch_home() -> Path:
 
 
 def resolve_weights(explicit: str | os.PathLike | None = None) -> Path:
-    """The FaceNet VGGFace2 checkpoint: explicit > env > user cache > torch hub cache.
+    """The FaceNet VGGFace2 checkpoint.
 
+    :func:`facemetrics.weights.resolve_weights` order (explicit path > ``$FACEMETRICS_FACENET``
+    > user cache dir; no download: the file's sha256 is not pinned here), then
+    facenet-pytorch's own cache ``$TORCH_HOME/checkpoints/20180402-114759-vggface2.pt``.
     Raises :class:`WeightsNotFoundError` listing every place tried and how to fix it.
     """
-    tried: list[str] = []
-    if explicit is not None:
-        p = Path(explicit).expanduser()
-        if p.is_file():
-            return p
-        raise WeightsNotFoundError(f"--face-weights file does not exist: {p}", "--face-weights")
-    env = os.environ.get(ENV_VAR)
-    if env:
-        p = Path(env).expanduser()
-        if p.is_file():
-            return p
-        tried.append(f"${ENV_VAR}={env} (no such file)")
-    else:
-        tried.append(f"${ENV_VAR} (not set)")
-    for p in (_user_cache_dir() / WEIGHTS_NAME, _torch_home() / "checkpoints" / WEIGHTS_NAME):
-        if p.is_file():
-            return p
-        tried.append(f"{p} (absent)")
-    raise WeightsNotFoundError(
-        "FaceNet weights (facenet-pytorch VGGFace2 checkpoint) not found; tried: --face-weights (not given); "
-        + "; ".join(tried)
-        + f". Fix: download {WEIGHTS_URL} and pass --face-weights PATH, set ${ENV_VAR}=PATH, "
-        f"or place it at {_user_cache_dir() / WEIGHTS_NAME}",
-        "--face-weights",
-    )
+    try:
+        return _resolve(FACENET_WEIGHTS, explicit, allow_download=False, param="--face-weights")
+    except WeightsNotFoundError as e:
+        hub = _torch_home() / "checkpoints" / WEIGHTS_NAME
+        if hub.is_file():
+            return hub
+        msg = str(e)
+        line = f"\n  - facenet-pytorch cache {hub} (absent)"
+        msg = msg.replace("\nFix:", line + "\nFix:") if "\nFix:" in msg else msg + line
+        raise WeightsNotFoundError(msg, "--face-weights") from None
 
 
 # --------------------------------------------------------------------------- extractor
@@ -307,8 +303,6 @@ class FacenetExtractor(FeatureExtractor):
         return self._path
 
     def weights_sha256(self) -> str:
-        from facemetrics.extractors._hash import sha256_file
-
         return sha256_file(self.weights_path)
 
     def preprocessor(self) -> FacenetPreprocessor:
