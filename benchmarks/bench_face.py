@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facemetrics.extractors import build_extractor  # noqa: E402
-from facemetrics.features import extract  # noqa: E402
-from facemetrics.images import ImageSource, load_rgb  # noqa: E402
+from facemetrics.extractors import build_extractor
+from facemetrics.features import extract
+from facemetrics.images import ImageSource, load_rgb
 
 
 def lfw_subset(data: Path, n: int, seed: int) -> ImageSource:

@@ -144,8 +144,8 @@ def score_face(
 
     embedder = build_face_embedder(face_model, face_align, weights)
     fp = embedder.fingerprint()
-    opts: dict[str, Any] = dict(batch_size=batch_size, workers=workers, device=device, cache=cache,
-                                strict=strict, progress=progress)
+    opts: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "device": device, "cache": cache,
+                            "strict": strict, "progress": progress}
     if cache_root is not None:
         opts["cache_root"] = cache_root
     warnings: list[str] = []

@@ -15,9 +15,9 @@ CELEBA = DATA / "celeba" / "89x109"
 
 
 def need(path: Path) -> Path:
-    """Skip (with the reason) when a real-data folder is not present on this machine."""
+    """``path``, or a test failure saying the real data are missing (as tests/conftest.py does)."""
     if not path.exists():
-        pytest.skip(f"real data not found: {path} (set FACEMETRICS_DATA)")
+        pytest.fail(f"real test data not found: {path} (set FACEMETRICS_DATA)")
     return path
 
 

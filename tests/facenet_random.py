@@ -39,9 +39,11 @@ def reference_input(n: int = 2, seed: int = 123) -> np.ndarray:
 
 def read_key_table(path) -> list[tuple[str, list[int], str]]:
     rows = []
-    for line in open(path):
+    with open(path) as f:
+        lines = f.read().splitlines()
+    for line in lines:
         if line.startswith("#") or not line.strip():
             continue
-        k, s, d = line.rstrip("\n").split("\t")
+        k, s, d = line.split("\t")
         rows.append((k, [] if s == "scalar" else [int(x) for x in s.split("x")], d))
     return rows

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemetrics.captions import PairRecord, load_pairs, pairs_from_stems, split_zip_member, write_pairs
+from facemetrics.captions import (
+    PairRecord,
+    load_pairs,
+    pairs_from_stems,
+    split_zip_member,
+    write_pairs,
+)
 from facemetrics.errors import FacemetricsError
 
 

@@ -8,6 +8,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
+import dlib  # a dependency of the face metrics (pip install dlib-bin)
 import numpy as np
 import pytest
 from face_helpers import CELEBA, LFW_IMAGES, REPO, lfw_name, need
@@ -17,8 +18,6 @@ from facemetrics.errors import FacemetricsError
 from facemetrics.extractors import build_extractor
 from facemetrics.extractors import face_dlib as fd
 from facemetrics.images import ImageSource, load_rgb
-
-dlib = pytest.importorskip("dlib", reason="dlib-bin is a dependency of the face metrics; install it")
 
 
 def _lfw(person, number=1):

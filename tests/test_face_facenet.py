@@ -109,8 +109,8 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
 
 
 def test_extractor_loads_file_and_embeds(random_weights, net, state):
-    from facemetrics.weights import sha256_file
     from facemetrics.images import ImageSource, load_rgb
+    from facemetrics.weights import sha256_file
 
     ex = build_extractor("facenet", weights=str(random_weights))
     assert ex.fingerprint()["weights_sha256"] == sha256_file(random_weights)

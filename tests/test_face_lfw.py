@@ -17,8 +17,6 @@ from facemetrics.datasets import load_lfw_pairs
 from facemetrics.images import ImageSource
 from facemetrics.metrics.face import face_similarity
 
-pytest.importorskip("dlib", reason="dlib-bin is a dependency of the face metrics; install it")
-
 FOLDS = [0, 1]
 
 

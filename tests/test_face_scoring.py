@@ -13,8 +13,6 @@ from facemetrics.face_scoring import score_face
 from facemetrics.images import ImageSource, scan
 from facemetrics.metrics.face import pair_distances
 
-pytest.importorskip("dlib", reason="dlib-bin is a dependency of the face metrics; install it")
-
 N_PEOPLE = 16
 
 
@@ -105,7 +103,7 @@ def test_values_match_direct_embedding(cache_dir):
 
 
 def test_embeddings_are_cached(tmp_path, monkeypatch):
-    import facemetrics.features as features
+    from facemetrics import features
 
     root = need(LFW_IMAGES).resolve()
     names = (lfw_name("Zico", 1), lfw_name("Zico", 2))

@@ -90,7 +90,7 @@ def models_dir() -> Path:
 
 def _import_dlib():
     try:
-        import dlib  # noqa: PLC0415 - heavy, optional
+        import dlib
     except ImportError:
         raise FacemetricsError(
             "the dlib face embedder needs the dlib package. Fix: pip install dlib-bin face-recognition-models",

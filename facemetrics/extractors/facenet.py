@@ -260,7 +260,10 @@ class FacenetPreprocessor:
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
         from PIL import Image
 
-        from facemetrics.extractors.face_dlib import DlibFacePreprocessor, centred_resize
+        from facemetrics.extractors.face_dlib import (
+            DlibFacePreprocessor,
+            centred_resize,
+        )
 
         img = np.ascontiguousarray(img, dtype=np.uint8)
         if self.align != "never":
