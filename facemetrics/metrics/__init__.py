@@ -1,0 +1,1 @@
+"""Metrics: pure functions from features or embeddings to MetricResult."""
