@@ -1,1 +1,1 @@
-"""Metrics: pure functions from features or embeddings to MetricResult."""
+"""Metrics as pure functions of features or statistics."""
