@@ -131,6 +131,12 @@ def stats(folder, out, preset, inception_weights, extractor, batch_size, workers
     click.echo(f"{out}: n={st.n} dims={st.dims} preset={preset}")
 
 
+from facemetrics.report_cli import plot as _plot_command, report as _report_command  # noqa: E402
+
+cli.add_command(_report_command)
+cli.add_command(_plot_command)
+
+
 def main() -> None:
     cli(prog_name="facemetrics")
 

@@ -41,18 +41,18 @@ def validate_pairs(pairs: list["PairRecord"], fake_source: "ImageSource", where:
         raise FacemetricsError(f"the {where} has no rows", "--pairs")
     names = set(fake_source.names)
     for i, p in enumerate(pairs, start=1):
+        line = getattr(p, "line", None)
+        at = f"{where} line {line}" if line else f"{where} row {i}"
         if p.caption is None:
             raise FacemetricsError(
-                f"{where} row {i} (fake {p.fake!r}) has no caption; R-precision and CLIP score need the "
+                f"{at} (fake {p.fake!r}) has no caption; R-precision and CLIP score need the "
                 f"caption that produced each image (field \"caption\")",
                 "--pairs",
             )
         if not isinstance(p.caption, str) or not p.caption.strip():
-            raise FacemetricsError(f"{where} row {i} (fake {p.fake!r}) has an empty caption", "--pairs")
+            raise FacemetricsError(f"{at} (fake {p.fake!r}) has an empty caption", "--pairs")
         if p.fake not in names:
-            raise FacemetricsError(
-                f"{where} row {i}: generated image {p.fake!r} is not in {fake_source.root}", "--pairs"
-            )
+            raise FacemetricsError(f"{at}: generated image {p.fake!r} is not in {fake_source.root}", "--pairs")
 
 
 def _caption_pool(pairs: list["PairRecord"]) -> tuple[list[str], list[Any], list[Any], np.ndarray, int]:
@@ -168,10 +168,12 @@ def score_text(
         n_long = len(long)
         if long:
             worst = max(long, key=lambda j: counts[j])
-            row = int(np.nonzero(t_idx == worst)[0][0]) + 1
+            first = int(np.nonzero(t_idx == worst)[0][0])
+            line = getattr(use[first], "line", None)
+            at = f"line {line}" if line else f"row {kept[first] + 1}"
             warnings.append(
                 f"{n_long} of {len(texts)} captions exceed the matcher's {matcher.max_tokens} tokens and were "
-                f"truncated (longest: {counts[worst]} tokens, row {row}: \"{_short(texts[worst])}\")"
+                f"truncated (longest: {counts[worst]} tokens, {pairs_name} {at}: \"{_short(texts[worst])}\")"
             )
 
     results: dict[str, MetricResult] = {}
