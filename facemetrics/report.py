@@ -118,7 +118,11 @@ def load_records(paths: list[str | Path]) -> list[LoadedRecord]:
     if not files:
         raise FacemetricsError("no records given", "RECORDS")
     out = []
+    seen: set[Path] = set()
     for f in files:
+        if f.resolve() in seen:  # the same file named twice (overlapping globs): one row
+            continue
+        seen.add(f.resolve())
         try:
             obj = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as e:
@@ -161,7 +165,10 @@ def metric_protocol(rec: dict[str, Any], metric: str) -> dict[str, str]:
                 out[k] = proto[k]
     for k in DETAIL_PROTOCOL_KEYS:
         if det.get(k) is not None:
-            out[k] = det[k]
+            if k in out and out[k] != det[k]:  # the record and the metric disagree: compare both
+                out[f"{k} ({metric} details)"] = det[k]
+            else:
+                out[k] = det[k]
     real, fake = rec.get("real") or {}, rec.get("fake") or {}
     if metric not in _NO_REAL:
         if real.get("content_sha256"):
@@ -169,7 +176,7 @@ def metric_protocol(rec: dict[str, Any], metric: str) -> dict[str, str]:
         if real.get("n") is not None:
             out["real n"] = real["n"]
     if m.get("n") is not None:
-        out["n"] = m["n"]
+        out["n used"] = m["n"]
     elif fake.get("n") is not None:
         out["fake n"] = fake["n"]
     if m.get("higher_is_better") is not None:
@@ -188,7 +195,7 @@ def _protocol_check(metric: str, header: str, rows: list[tuple[str, dict[str, An
             groups.setdefault(p.get(k, "null"), []).append(label)
         if len(groups) == 1:
             v = next(iter(groups))
-            if v != "null":
+            if v != "null" and k != "direction":  # the header's arrow already says it
                 shared.append(f"{k} {_describe(json.loads(v))}")
         else:
             parts = [f"{_describe(json.loads(v)) if v != 'null' else '(none)'}: {', '.join(labels)}"

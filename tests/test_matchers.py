@@ -189,6 +189,28 @@ def test_damsm_goes_through_models_matcher(tmp_path, monkeypatch):
     m = build_matcher(f"damsm:{ckpt}", "cpu")
     assert isinstance(m, KeyedMatcher) and seen["args"] == (str(ckpt), "cpu")
 
+    class Duck:  # the reference generator's matcher need not subclass Matcher
+        max_tokens = 18
+
+        def encode_images(self, images):
+            return np.ones((len(images), 3))
+
+        def encode_texts(self, texts):
+            return np.ones((len(texts), 3))
+
+        def fingerprint(self):
+            return {"matcher": "damsm", "checkpoint_sha256": "ab" * 32}
+
+    def load_with_kind(path, device="cpu", kind=None):
+        seen["kind"] = kind
+        return Duck()
+
+    _fake_models_matcher(monkeypatch, load_with_kind)
+    m = build_matcher(f"damsm:{ckpt}", "cpu")
+    assert seen["kind"] == "damsm" and m.max_tokens == 18 and m.fingerprint()["matcher"] == "damsm"
+    assert m.encode_texts(["a", "b"]).shape == (2, 3) and m.token_counts(["a"]) is None
+    m.load("cpu")
+
     _fake_models_matcher(monkeypatch, lambda p, d: None)
     with pytest.raises(FacemetricsError, match="holds no DAMSM"):
         build_matcher(f"damsm:{ckpt}", "cpu")

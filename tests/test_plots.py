@@ -113,6 +113,15 @@ def test_grid_from_pairs_on_real_lfw(tmp_path):
     line_h = sum(ImageFont.load_default(size=11).getmetrics()) + 1
     tile = arr[8 + line_h + 2: 8 + line_h + 2 + 96, 8 + 96: 8 + 192]
     assert tile.std() > 20
+    # a real image inside a zip, named "<zip>/<member>" as manifests with a zipped REAL do
+    import zipfile
+
+    zpath = tmp_path / "real.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(people[0] / f"{people[0].name}_0001.jpg", f"{people[0].name}/a.jpg")
+    zimg = grid_from_pairs([pair("0.jpg", "c", real=zpath / people[0].name / "a.jpg")], scan(fake), cell=96)
+    plain = grid_from_pairs([pair("0.jpg", "c", real=people[0] / f"{people[0].name}_0001.jpg")], scan(fake), cell=96)
+    assert np.array_equal(np.asarray(zimg), np.asarray(plain))
     with pytest.raises(FacemetricsError, match="cannot read real image"):
         grid_from_pairs([pair("0.jpg", "c", real=tmp_path / "nope.jpg")], scan(fake))
 

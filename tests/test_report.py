@@ -94,7 +94,7 @@ def test_sorting_best_first_and_missing_last():
     (lambda r: r["metrics"]["clipscore"]["details"]["matcher"].update(weights_sha256="f" * 64),
      r"CLIP score ↑: matcher differs \(clip fm-tiny-clip weights [0-9a-f]{12}: oracle, same-person; "
      r"clip fm-tiny-clip weights ffffffffffff: x\)"),
-    (lambda r: r["metrics"]["rprec"].update(n=50), r"R-precision ↑: n differs"),
+    (lambda r: r["metrics"]["rprec"].update(n=50), r"R-precision ↑: n used differs \(100: oracle, same-person; 50: x\)"),
 ])
 def test_mixed_protocols_are_refused_unless_forced(tmp_path, edit, expected):
     def relabel(r):
@@ -167,8 +167,11 @@ def test_labels_from_paths_and_duplicates(tmp_path):
         (tmp_path / run / "metrics.json").write_text(json.dumps(rec))
     t = build_table(load_records([tmp_path]))  # a folder: every metrics.json below it
     assert list(t.values.index) == ["run_a", "run_b"]
-    t = build_table(load_records([RECORDS[1], RECORDS[1]]))
-    assert len(set(t.values.index)) == 2 and all("oracle (" in i for i in t.values.index)
+    assert len(build_table(load_records([RECORDS[1], RECORDS[1]])).values) == 1  # same file twice: one row
+    twin = tmp_path / "twin.json"
+    twin.write_text(RECORDS[1].read_text())
+    t = build_table(load_records([RECORDS[1], twin]))  # same label, different files: told apart by path
+    assert list(t.values.index) == [f"oracle ({RECORDS[1]})", f"oracle ({twin})"]
 
 
 def test_html_has_table_protocol_and_figures():

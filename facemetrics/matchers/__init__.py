@@ -15,6 +15,7 @@ Nothing heavy is imported until a matcher is built.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from pathlib import Path
 
@@ -104,8 +105,14 @@ def _build_damsm(checkpoint: str, spec: str, device: str) -> Matcher:
     load = getattr(mod, "load_matcher", None)
     if load is None:
         raise FacemetricsError(f"{spec!r}: models.matcher has no load_matcher(checkpoint, device)", _PARAM)
+    kwargs = {}
     try:
-        matcher = load(str(path), device)
+        if "kind" in inspect.signature(load).parameters:
+            kwargs["kind"] = "damsm"  # the checkpoint's DAMSM encoders, not another matcher it may hold
+    except (TypeError, ValueError):
+        pass
+    try:
+        matcher = load(str(path), device, **kwargs)
     except FacemetricsError:
         raise
     except (KeyError, ValueError, OSError, RuntimeError) as e:
@@ -114,9 +121,38 @@ def _build_damsm(checkpoint: str, spec: str, device: str) -> Matcher:
         ) from None
     if matcher is None:
         raise FacemetricsError(f"{spec!r}: checkpoint {path} holds no DAMSM image/text encoders", _PARAM)
-    if not isinstance(matcher, Matcher):
-        raise TypeError(f"models.matcher.load_matcher returned {type(matcher).__name__}, not a Matcher")
-    return matcher
+    if isinstance(matcher, Matcher):
+        return matcher
+    missing = [a for a in ("encode_images", "encode_texts", "fingerprint") if not callable(getattr(matcher, a, None))]
+    if missing:
+        raise TypeError(f"models.matcher.load_matcher returned {type(matcher).__name__} without {', '.join(missing)}")
+    return _Adapted(matcher)
+
+
+class _Adapted(Matcher):
+    """A duck-typed matcher (encode_images, encode_texts, fingerprint, max_tokens) behind the Matcher interface."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", "damsm")
+        self.max_tokens = getattr(inner, "max_tokens", None)
+
+    def encode_images(self, images):
+        return self.inner.encode_images(images)
+
+    def encode_texts(self, texts):
+        return self.inner.encode_texts(texts)
+
+    def fingerprint(self):
+        return self.inner.fingerprint()
+
+    def load(self, device: str = "cpu") -> None:
+        if callable(getattr(self.inner, "load", None)):
+            self.inner.load(device)
+
+    def token_counts(self, texts):
+        fn = getattr(self.inner, "token_counts", None)
+        return fn(texts) if callable(fn) else None
 
 
 def build_matcher(spec: str, device: str = "cpu", *, batch_size: int = 32, cache_dir: str | None = None) -> Matcher:
