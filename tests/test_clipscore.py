@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,33 @@ def test_tiny_clip_on_real_images_matches_open_clip_directly(lfw_face2text, tmp_
     assert res["rprec"].n == 12 and res["rprec"].details["n_negatives"] == 9
     with pytest.raises(FacemetricsError, match="short by 88"):  # 12 captions cannot give 99 negatives
         score_text(pairs, src, metrics={"rprec"}, matcher_spec=f"clip:{TINY_ARCH}:{weights}", progress=False)
+
+
+def test_score_cli_with_pairs_and_a_local_clip_folder(lfw_face2text, tmp_path):
+    """`facemetrics score --metrics clipscore,rprec --pairs ... --matcher clip:FOLDER` through api.score."""
+    pytest.importorskip("facemetrics.captions", reason="pairs manifests are read by facemetrics.captions (face helper)")
+    from click.testing import CliRunner
+
+    from facemetrics.cli import cli
+
+    src, pairs = lfw_face2text
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    cfg = json.loads((Path(__file__).parent / "data" / "open_clip" / f"{TINY_ARCH}.json").read_text())
+    (hub / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+    save_tiny_weights(hub / "open_clip_pytorch_model.bin", seed=0)
+    manifest = tmp_path / "pairs.jsonl"
+    manifest.write_text("".join(json.dumps({"fake": p.fake, "caption": p.caption, "real": str(p.real),
+                                            "identity": p.identity}) + "\n" for p in pairs))
+    out = tmp_path / "rec.json"
+    args = ["score", str(LFW), str(src.root), "--pairs", str(manifest), "--matcher", f"clip:{hub}", "-q"]
+    r = CliRunner().invoke(cli, args + ["--metrics", "clipscore", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(out.read_text())
+    assert rec["metrics"]["clipscore"]["n"] == 12
+    assert any("exceed the matcher's 77 tokens" in w for w in rec["warnings"])
+    r = CliRunner().invoke(cli, args + ["--metrics", "rprec"])
+    assert r.exit_code == 2 and "short by 88" in r.output
+    manifest.write_text(json.dumps({"fake": pairs[0].fake, "caption": ""}) + "\n")
+    r = CliRunner().invoke(cli, args + ["--metrics", "clipscore"])
+    assert r.exit_code == 2 and "empty caption" in r.output
