@@ -102,33 +102,42 @@ def parse_record(obj: Any, where: str) -> dict[str, Any]:
     return obj
 
 
+def _read_json(f: Path) -> Any:
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise FacemetricsError(f"cannot read record {f}: {e}", "RECORDS") from None
+    except json.JSONDecodeError as e:
+        raise FacemetricsError(f"{f}: not JSON ({e.msg}, line {e.lineno})", "RECORDS") from None
+
+
+def _looks_like_record(obj: Any) -> bool:
+    return isinstance(obj, dict) and str(obj.get("schema", "")).startswith("facemetrics.record/")
+
+
 def load_records(paths: list[str | Path]) -> list[LoadedRecord]:
-    """Read record files (a folder stands for every ``metrics.json`` below it)."""
-    files: list[Path] = []
+    """Read record files. A folder stands for every record below it: the ``*.json`` files
+    whose ``schema`` is a ``facemetrics.record/...`` (other JSON files, e.g. run configs,
+    are passed over); a file named explicitly must be a record."""
+    found: list[tuple[Path, Any]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(p.rglob("metrics.json"))
-            if not found:
-                raise FacemetricsError(f"no metrics.json records under {p}", "RECORDS")
-            files.extend(found)
+            inside = [(f, obj) for f in sorted(p.rglob("*.json")) if _looks_like_record(obj := _read_json(f))]
+            if not inside:
+                raise FacemetricsError(f"no facemetrics records (*.json) under {p}", "RECORDS")
+            found.extend(inside)
         elif p.is_file():
-            files.append(p)
+            found.append((p, _read_json(p)))
         else:
             raise FacemetricsError(f"record file does not exist: {p}", "RECORDS")
-    if not files:
+    if not found:
         raise FacemetricsError("no records given", "RECORDS")
     out = []
     seen: set[Path] = set()
-    for f in files:
+    for f, obj in found:
         if f.resolve() in seen:  # the same file named twice (overlapping globs): one row
             continue
         seen.add(f.resolve())
-        try:
-            obj = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            raise FacemetricsError(f"cannot read record {f}: {e}", "RECORDS") from None
-        except json.JSONDecodeError as e:
-            raise FacemetricsError(f"{f}: not JSON ({e.msg}, line {e.lineno})", "RECORDS") from None
         out.append(LoadedRecord(str(f), parse_record(obj, str(f))))
     return out
 

@@ -50,7 +50,7 @@ def _run(fn):
 def report(records, fmt, sort, metrics, force, curves, grid, fake_root, real_root, title, output):
     """Compare scoring records (JSON from `facemetrics score --json`): one row per run, one column per metric.
 
-    RECORDS are record files or folders (every metrics.json below). Columns never
+    RECORDS are record files or folders (every record *.json below). Columns never
     mix protocols (preset, extractor weights, matcher, sample counts, ...) unless --force.
     """
     def go():

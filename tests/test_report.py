@@ -165,8 +165,12 @@ def test_labels_from_paths_and_duplicates(tmp_path):
     for run in ("run_a", "run_b"):
         (tmp_path / run).mkdir()
         (tmp_path / run / "metrics.json").write_text(json.dumps(rec))
-    t = build_table(load_records([tmp_path]))  # a folder: every metrics.json below it
+    (tmp_path / "run_a" / "config.json").write_text(json.dumps({"lr": 2e-4}))  # not a record: passed over
+    t = build_table(load_records([tmp_path]))  # a folder: every record below it
     assert list(t.values.index) == ["run_a", "run_b"]
+    assert list(build_table(load_records([DATA / "records"])).values.index) == ["celeba", "oracle", "same-person"]
+    with pytest.raises(FacemetricsError, match="no facemetrics records"):
+        load_records([DATA / "golden"])
     assert len(build_table(load_records([RECORDS[1], RECORDS[1]])).values) == 1  # same file twice: one row
     twin = tmp_path / "twin.json"
     twin.write_text(RECORDS[1].read_text())
