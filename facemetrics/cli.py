@@ -154,6 +154,12 @@ def demo(out, metrics, quiet):
     click.echo(f"record written to {Path(out) / 'record.json'}")
 
 
+from facemetrics.report_cli import plot as _plot_command, report as _report_command  # noqa: E402
+
+cli.add_command(_report_command)
+cli.add_command(_plot_command)
+
+
 def main() -> None:
     cli(prog_name="facemetrics")
 
