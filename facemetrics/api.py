@@ -212,7 +212,7 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
             from facemetrics.images import scan
 
             fake_src = scan(fake, "FAKE")
-            real_root = Path(real) if Path(real).is_dir() else None
+            real_root = Path(real) if (Path(real).is_dir() or Path(real).suffix.lower() == ".zip") else None
             pair_rows = load_pairs(pairs, fake_src.root, real_root)
             if fake_info is None:
                 fake_info = source_info(fake_src.root, fake_src.kind, len(pair_rows), None)
@@ -223,11 +223,15 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
                                     weights=face_weights, **opts)
                 results.update(res)
                 notes.extend(w)
+                for side in ("real", "fake"):
+                    for item in res["fsd"].details.get("failed_images", {}).get(side, []):
+                        if list(item) not in failed[side]:
+                            failed[side].append(list(item))
             if text:
                 from facemetrics.text_scoring import score_text
 
                 res, w = score_text(pair_rows, fake_src, metrics=set(text), matcher_spec=matcher, seed=seed,
-                                    batch_size=batch_size, device=device, progress=progress)
+                                    batch_size=batch_size, device=device, progress=progress, strict=strict)
                 results.update(res)
                 notes.extend(w)
     notes.extend(str(w.message) for w in caught)

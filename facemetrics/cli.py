@@ -134,7 +134,7 @@ def stats(folder, out, preset, inception_weights, extractor, batch_size, workers
 @cli.command()
 @click.option("--out", type=click.Path(file_okay=False), default="facemetrics-demo", show_default=True,
               help="Folder for the degraded copies, the pairs manifest and the record.")
-@click.option("--metrics", default="fid,kid", show_default=True, help="Metrics to compute.")
+@click.option("--metrics", default="fid,kid,fsd,fss", show_default=True, help="Metrics to compute.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def demo(out, metrics, quiet):
     """Offline demo: score the bundled LFW faces against a blurred, JPEG-degraded copy of them."""
