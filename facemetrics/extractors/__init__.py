@@ -15,6 +15,7 @@ from facemetrics.extractors.base import FeatureExtractor
 
 _REGISTRY: dict[str, str] = {
     "inception": "facemetrics.extractors.inception:InceptionExtractor",
+    "finetuned": "facemetrics.extractors.finetuned:FinetunedInceptionExtractor",
 }
 
 
