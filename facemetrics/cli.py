@@ -131,6 +131,11 @@ def stats(folder, out, preset, inception_weights, extractor, batch_size, workers
     click.echo(f"{out}: n={st.n} dims={st.dims} preset={preset}")
 
 
+from facemetrics.finetune_cli import finetune_inception  # noqa: E402  (light: click only)
+
+cli.add_command(finetune_inception)
+
+
 def main() -> None:
     cli(prog_name="facemetrics")
 

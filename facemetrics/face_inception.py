@@ -7,7 +7,8 @@ with ``weights_only=True``)::
      "arch": "inception-v3-tf2015-fid",
      "model": state_dict of FaceInception (backbone.* = the 2048-d trunk, head.* = Linear(2048, K)),
      "head": {"kind": "single"|"multi", "classes": [K names], "groups": [{"name","kind","outputs"}]},
-     "preprocess": {"preset": "clean", "image_size": 299, "input": "(x-128)/128", "resizer": ...},
+     "preprocess": {"preset": "clean", "image_size": 299, "input": "(x-128)/128",
+                    "shift": 128.0, "scale": 128.0, "resizer": "facemetrics.resize:clean"},
      "base_weights": {"file": "default_1.pt", "sha256": "..."},
      "data": {"root", "labels", "content_sha256", "n_images", "n_train", "n_val", ...},
      "validation": {"epoch", "accuracy", "chance", "loss", "per_group"},
@@ -21,7 +22,6 @@ independent sigmoids (masked binary cross-entropy) grouped as described in
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from pathlib import Path
@@ -37,36 +37,18 @@ TRAIN_STATE_FORMAT = "facemetrics.face-inception-train-state/1"
 
 # --------------------------------------------------------------------------- preprocessing
 
-def _clean_resize(img: np.ndarray, size: int) -> np.ndarray:
-    """clean-fid ``mode="clean"``: each channel as a PIL float image, bicubic, clip to [0, 255]."""
-    from PIL import Image
-
-    chans = []
-    for c in range(3):
-        im = Image.fromarray(np.ascontiguousarray(img[:, :, c], dtype=np.float32))
-        im = im.resize((size, size), resample=Image.BICUBIC)
-        chans.append(np.asarray(im, dtype=np.float32).clip(0, 255))
-    return np.stack(chans, axis=2)
-
-
 def get_resizer(preset: str, size: int) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
-    """``(resize, implementation)``: the core's ``facemetrics.resize.get_resizer`` when present.
+    """``(resize, name)``: the core preset's resizer (:func:`facemetrics.resize.get_resizer`) at ``size``."""
+    from facemetrics.resize import get_resizer as core_get_resizer
 
-    Until the core module exists, the ``clean`` preset is implemented here
-    (same definition); other presets then raise a clear error.
-    """
-    try:
-        from facemetrics.resize import get_resizer as core_get_resizer
-    except ImportError:
-        core_get_resizer = None
-    if core_get_resizer is not None:
-        return core_get_resizer(preset, size), "facemetrics.resize"
-    if preset != "clean":
-        raise FacemetricsError(
-            f"preset {preset!r} needs facemetrics.resize, which this install lacks; use --preset clean",
-            "--preset",
-        )
-    return (lambda img: _clean_resize(img, size)), "facemetrics.face_inception._clean_resize"
+    return core_get_resizer(preset, size), f"facemetrics.resize:{preset}"
+
+
+def normalisation(preset: str) -> tuple[float, float]:
+    """``(shift, scale)`` of the preset: the network input is ``(x - shift) / scale``."""
+    from facemetrics.resize import PRESET_NORMALISATION, check_preset
+
+    return PRESET_NORMALISATION[check_preset(preset)]
 
 
 class Preprocess:
@@ -119,18 +101,10 @@ def build_model(n_outputs: int, dropout: float = 0.0):
 # --------------------------------------------------------------------------- checkpoint I/O
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file (the core's memoised ``facemetrics.weights.sha256_file`` when present)."""
-    try:
-        from facemetrics.weights import sha256_file as core_sha256
-    except ImportError:
-        core_sha256 = None
-    if core_sha256 is not None:
-        return core_sha256(path)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """sha256 of a file (the core's memoised :func:`facemetrics.weights.sha256_file`)."""
+    from facemetrics.weights import sha256_file as core_sha256
+
+    return core_sha256(path)
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:

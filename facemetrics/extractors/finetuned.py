@@ -4,18 +4,22 @@ Outputs, one row per image:
 
 * ``"pool"`` — the 2048-d pool3 features of the fine-tuned trunk (FID/KID);
 * ``"logits"`` — the head's K outputs. For a single-label (softmax) head,
-  :meth:`FinetunedInceptionExtractor.class_probabilities` gives ``softmax(logits)``,
-  the p(y|x) of the domain Inception Score. A multi-label (sigmoid attribute) head
-  has no distribution over classes, so the IS is refused there with a clear error
-  (its outputs are still returned for inspection).
+  :meth:`FinetunedInceptionExtractor.class_probabilities` is ``softmax(logits)``,
+  the p(y|x) of the *domain* Inception Score (IS over the K face classes instead
+  of the 1008 ImageNet classes). A multi-label (sigmoid attribute) head defines no
+  distribution over classes, so the IS is refused for it with a clear error
+  (:meth:`check_is`); its outputs are still returned.
 
-Preprocessing is the one the checkpoint was trained with (its preset and image
-size, then ``(x - 128) / 128``). :meth:`fingerprint` includes the checkpoint's
-sha256, so features of a fine-tuned network never share a cache entry with the
+Preprocessing: the checkpoint's image size and, unless the caller names one, its
+preset (then that preset's normalisation). A preset other than the training one
+is allowed (it is the scoring protocol) but warned about. :meth:`fingerprint`
+includes the checkpoint's sha256 (as ``weights_sha256``), the preset and the
+size, so features of a fine-tuned network never share a cache entry with the
 stock Inception's or another checkpoint's.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +38,22 @@ class FinetunedInceptionExtractor(FeatureExtractor):
     name = "finetuned"
     outputs = ("pool", "logits")
 
-    def __init__(self, checkpoint: str, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: str, device: str = "cpu", preset: str | None = None) -> None:
         self.path = Path(checkpoint)
         if not self.path.is_file():
             raise FacemetricsError(f"extractor checkpoint does not exist: {self.path}", "--extractor")
+        if preset is not None:
+            from facemetrics.resize import check_preset
+
+            check_preset(preset)
         self.device = device
+        self._preset_arg = preset
         self._meta: dict | None = None
+        self._state: dict | None = None
         self._sha: str | None = None
         self._model = None
 
-    # ---- metadata (read on first use, never at construction)
+    # ---------------------------------------------------------------- checkpoint (read on first use)
     def _checkpoint(self) -> dict:
         if self._meta is None:
             from facemetrics.face_inception import load_checkpoint, sha256_file
@@ -52,6 +62,12 @@ class FinetunedInceptionExtractor(FeatureExtractor):
             self._sha = sha256_file(self.path)
             self._state = ck.pop("model")
             self._meta = ck
+            trained = ck["preprocess"]["preset"]
+            if self._preset_arg is not None and self._preset_arg != trained:
+                warnings.warn(
+                    f"{self.path.name} was fine-tuned with preset {trained!r}; extracting with {self._preset_arg!r}",
+                    stacklevel=3,
+                )
         return self._meta
 
     @property
@@ -63,34 +79,44 @@ class FinetunedInceptionExtractor(FeatureExtractor):
         return list(self.head["classes"])
 
     @property
+    def preset(self) -> str:
+        return self._preset_arg or self._checkpoint()["preprocess"]["preset"]
+
+    @property
+    def image_size(self) -> int:
+        return int(self._checkpoint()["preprocess"]["image_size"])
+
+    @property
     def sha256(self) -> str:
         self._checkpoint()
         assert self._sha is not None
         return self._sha
 
+    # ---------------------------------------------------------------- interface
     def preprocessor(self) -> Preprocessor:
         from facemetrics.face_inception import Preprocess
 
-        pre = self._checkpoint()["preprocess"]
-        return _KeyedPreprocess(Preprocess(pre["preset"], int(pre["image_size"])))
+        return _KeyedPreprocess(Preprocess(self.preset, self.image_size))
 
     def fingerprint(self) -> dict[str, Any]:
-        from facemetrics.face_inception import get_resizer
+        from facemetrics.face_inception import normalisation
         from facemetrics.inception_net import ARCH
 
         ck = self._checkpoint()
-        pre = ck["preprocess"]
+        shift, scale = normalisation(self.preset)
         return {
             "extractor": self.name,
-            "arch": ARCH,
-            "checkpoint_sha256": self.sha256,
-            "preset": pre["preset"],
-            "image_size": int(pre["image_size"]),
-            "input": pre.get("input", "(x-128)/128"),
-            "resizer": get_resizer(pre["preset"], int(pre["image_size"]))[1],
+            "network": f"face-inception ({ARCH}, fine-tuned)",
+            "layer": "pool3",
+            "weights_sha256": self.sha256,
+            "base_weights_sha256": ck.get("base_weights", {}).get("sha256"),
+            "preset": self.preset,
+            "trained_preset": ck["preprocess"]["preset"],
+            "image_size": self.image_size,
+            "input": f"(x-{shift:g})/{scale:g}",
             "head": self.head["kind"],
             "n_outputs": len(self.classes),
-            "outputs": list(self.outputs),
+            "logits": f"{self.head['kind']}-label head, {len(self.classes)} outputs",
         }
 
     def load(self, device: str | None = None) -> None:
@@ -98,8 +124,10 @@ class FinetunedInceptionExtractor(FeatureExtractor):
 
         from facemetrics.face_inception import build_model
 
-        if device is not None:
-            self.device = device
+        if device is not None and device != self.device:
+            self.device, self._model = device, None
+        if self._model is not None:
+            return
         self._checkpoint()
         model = build_model(len(self.classes))
         model.load_state_dict(self._state, strict=True)
@@ -108,18 +136,20 @@ class FinetunedInceptionExtractor(FeatureExtractor):
     def forward(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
+        from facemetrics.face_inception import normalisation
         from facemetrics.inception_net import normalize
 
-        if self._model is None:
-            self.load()
+        self.load()
+        shift, scale = normalisation(self.preset)
         x = torch.from_numpy(np.ascontiguousarray(batch[INPUT_KEY], dtype=np.float32))
-        x = normalize(x.permute(0, 3, 1, 2)).to(torch.device(self.device))
-        with torch.no_grad():
+        x = normalize(x.permute(0, 3, 1, 2), shift, scale).to(torch.device(self.device))
+        with torch.inference_mode():
             pool, logits = self._model(x)
-        return {"pool": pool.cpu().numpy(), "logits": logits.float().cpu().numpy()}
+        return {"pool": pool.float().cpu().numpy(), "logits": logits.float().cpu().numpy()}
 
-    def class_probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """p(y|x) = softmax(logits) for the domain IS; refused for a multi-label head."""
+    # ---------------------------------------------------------------- domain IS
+    def check_is(self) -> None:
+        """Raise :class:`FacemetricsError` when the head cannot give an IS (multi-label)."""
         if self.head["kind"] != "single":
             raise FacemetricsError(
                 f"the Inception Score needs a single-label (softmax) head, but {self.path} has a "
@@ -128,6 +158,10 @@ class FinetunedInceptionExtractor(FeatureExtractor):
                 "trained with --labels folders or a csv with a 'label' column",
                 "--metrics",
             )
+
+    def class_probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """p(y|x) = softmax(logits) (float64) for the domain IS; refused for a multi-label head."""
+        self.check_is()
         z = np.asarray(logits, dtype=np.float64)
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
@@ -135,7 +169,7 @@ class FinetunedInceptionExtractor(FeatureExtractor):
 
 
 class _KeyedPreprocess:
-    """Picklable ``img -> {INPUT_KEY: size×size×3 float32}``."""
+    """Picklable ``img -> {INPUT_KEY: size×size×3 float32 in [0, 255]}``."""
 
     def __init__(self, pre) -> None:
         self.pre = pre
