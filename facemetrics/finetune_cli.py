@@ -29,7 +29,8 @@ _BLOCKS = ("none", "conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "poo
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--image-size", default=299, show_default=True, type=click.IntRange(min=75),
               help="Training and extraction resolution (299 = the FID protocol).")
-@click.option("--preset", default="clean", show_default=True, help="Resize preset (as in `score`).")
+@click.option("--preset", type=click.Choice(["clean", "tf1", "pytorch-fid"]), default="clean", show_default=True,
+              help="Resize + normalisation preset (as in `score`); stored in the checkpoint.")
 @click.option("--val-split", default=0.1, show_default=True, type=float)
 @click.option("--min-per-class", default=5, show_default=True, type=click.IntRange(min=2),
               help="folders: keep classes with at least K images; csv/attributes: error below K.")

@@ -380,6 +380,15 @@ def test_fid_kid_is_with_finetuned_extractor(trained, ft_data, lfw, tmp_path):
     is_ref = inception_score_from_probs(ex.class_probabilities(fb["logits"]), splits=5, seed=0)
     assert rec_ab["metrics"]["is"]["value"] == pytest.approx(is_ref.value, rel=1e-9)
     assert 1.0 <= is_ref.value <= 20.0  # IS is bounded by the number of classes
+    # the CLI: facemetrics score A B --extractor face-inception.pt (features now come from the cache)
+    from click.testing import CliRunner
+
+    from facemetrics.cli import cli
+
+    r = CliRunner().invoke(cli, ["score", str(a), str(b), "--extractor", str(trained), "--metrics", "fid",
+                                 "--json", "-", "-q", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["metrics"]["fid"]["value"] == pytest.approx(fid_ab, rel=1e-12)
 
 
 # =========================================================================== resume

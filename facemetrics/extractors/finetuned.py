@@ -125,12 +125,15 @@ class FinetunedInceptionExtractor(FeatureExtractor):
         from facemetrics.face_inception import build_model
 
         if device is not None and device != self.device:
-            self.device, self._model = device, None
+            self.device = device
+            if self._model is not None:
+                self._model = self._model.to(torch.device(device))
         if self._model is not None:
             return
         self._checkpoint()
         model = build_model(len(self.classes))
         model.load_state_dict(self._state, strict=True)
+        self._state = None  # the model holds the weights now
         self._model = model.to(torch.device(self.device)).eval()
 
     def forward(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
