@@ -147,3 +147,33 @@ class InceptionExtractor(FeatureExtractor):
             if self._logit_weight is not None:
                 out["logits"] = (feats @ self._logit_weight.T).float().cpu().numpy()
         return out
+
+
+def write_layers_torchscript(dest: str | Path, weights: str | None = None) -> Path:
+    """Write a TorchScript whose ``.layers`` is the FID network, atomically.
+
+    That is the part of ``inception-2015-12-05.pt`` that clean-fid's
+    ``mode="clean"`` uses, so clean-fid runs offline when this file sits at
+    ``<tempdir>/inception-2015-12-05.pt`` (used by the tests and benchmarks to
+    compare against clean-fid itself).
+    """
+    import os
+
+    import torch
+
+    ex = InceptionExtractor(weights=weights)
+    ex.load("cpu")
+
+    class _Layers(torch.nn.Module):
+        def __init__(self, layers):
+            super().__init__()
+            self.layers = layers
+
+        def forward(self, x):
+            return self.layers(x)
+
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    torch.jit.script(_Layers(ex._layers)).save(str(tmp))
+    os.replace(tmp, dest)
+    return dest

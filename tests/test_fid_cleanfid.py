@@ -1,0 +1,33 @@
+"""FID preset `clean` equals clean-fid 0.1.35 on real faces (issue 2, item 2)."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+
+def test_fid_clean_matches_cleanfid_on_lfw(lfw_200_pair, cleanfid_inception):
+    import torch
+    from cleanfid import fid as cfid
+
+    from facemetrics.api import score
+
+    a, b = lfw_200_pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = cfid.compute_fid(str(a), str(b), mode="clean", device=torch.device("cpu"), num_workers=0,
+                               batch_size=50, verbose=False, use_dataparallel=False)
+    rec = score(str(a), str(b), metrics="fid,kid", progress=False, kid_subset_size=200, kid_subsets=1)
+    ours = rec["metrics"]["fid"]["value"]
+    assert rec["real"]["n"] == 200 and rec["fake"]["n"] == 200
+    assert ours == pytest.approx(ref, rel=1e-4), (ours, ref)
+    # With m = n every KID subset is the whole set, so no randomness: compare to clean-fid's estimator.
+    from facemetrics.extractors.inception import InceptionExtractor
+    from facemetrics.features import extract
+    from facemetrics.images import scan
+
+    ex = InceptionExtractor()
+    fa = extract(scan(a), [ex], progress=False).outputs["inception"]["pool"]
+    fb = extract(scan(b), [ex], progress=False).outputs["inception"]["pool"]
+    ref_kid = cfid.kernel_distance(fa, fb, num_subsets=1, max_subset_size=200)
+    assert rec["metrics"]["kid"]["value"] == pytest.approx(ref_kid, rel=1e-6)
