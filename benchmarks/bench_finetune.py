@@ -78,7 +78,7 @@ def main() -> None:
             print(f"| {size} | {freeze} | {len(files) / med:.2f} | {min(times):.2f}–{max(times):.2f} "
                   f"| {resize_rate:.0f} |", flush=True)
     print("\n| image size | frozen up to | train images/s (median) | step seconds (min–max) | "
-          "decode-free resize images/s |\n| --- | --- | --- | --- | --- |")
+          "resize (clean) images/s |\n| --- | --- | --- | --- | --- |")
     for size, freeze, rate, lo, hi, rr in rows:
         print(f"| {size} | {freeze} | {rate:.2f} | {lo:.2f}–{hi:.2f} | {rr:.0f} |")
 

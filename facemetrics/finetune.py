@@ -417,7 +417,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] | None = None) -> F
     model = build_model(len(labels.classes), cfg.dropout)
     try:
         load_fid_state(model.backbone, scripted_layers_state(base_path))
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError, AttributeError) as e:
         raise FacemetricsError(f"--base-weights {base_path} is not the FID Inception: {e}", "--base-weights") from None
     frozen = model.backbone.freeze_until(cfg.freeze_until)
     model.to(device)

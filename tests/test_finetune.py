@@ -342,7 +342,13 @@ def test_extractor_fingerprint_probabilities_and_registry(trained, tmp_path):
 
 
 def test_fid_kid_is_with_finetuned_extractor(trained, ft_data, lfw, tmp_path):
-    """score --extractor: FID/KID(LFW A, LFW B) far below FID/KID(LFW A, CelebA); domain IS from the head."""
+    """score --extractor: FID/KID(LFW A, LFW B) below FID/KID(LFW A, CelebA); domain IS from the head.
+
+    With 100 images per set FID in 2048-d is dominated by its small-sample bias (914 vs 1040 here),
+    so FID is checked for the order and KID (unbiased: −0.045 vs 0.234) for a clear separation.
+    The large gap (FID 145 vs 470 at 500 per set after a 62-identity fine-tuning) is shown by
+    benchmarks/finetune_lfw_run.py (benchmarks/RESULTS.md).
+    """
     from facemetrics.api import score
     from facemetrics.extractors import build_extractor
     from facemetrics.face_inception import sha256_file
@@ -380,15 +386,15 @@ def test_fid_kid_is_with_finetuned_extractor(trained, ft_data, lfw, tmp_path):
     is_ref = inception_score_from_probs(ex.class_probabilities(fb["logits"]), splits=5, seed=0)
     assert rec_ab["metrics"]["is"]["value"] == pytest.approx(is_ref.value, rel=1e-9)
     assert 1.0 <= is_ref.value <= 20.0  # IS is bounded by the number of classes
-    # the CLI: facemetrics score A B --extractor face-inception.pt (features now come from the cache)
+    # the CLI: facemetrics score A B --extractor face-inception.pt --metrics is (features from the cache)
     from click.testing import CliRunner
 
     from facemetrics.cli import cli
 
-    r = CliRunner().invoke(cli, ["score", str(a), str(b), "--extractor", str(trained), "--metrics", "fid",
-                                 "--json", "-", "-q", "--workers", "1"])
+    r = CliRunner().invoke(cli, ["score", str(a), str(b), "--extractor", str(trained), "--metrics", "is",
+                                 "--is-splits", "5", "--json", "-", "-q", "--workers", "1"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["metrics"]["fid"]["value"] == pytest.approx(fid_ab, rel=1e-12)
+    assert json.loads(r.stdout)["metrics"]["is"]["value"] == pytest.approx(is_ref.value, rel=1e-9)
 
 
 # =========================================================================== resume
