@@ -172,6 +172,8 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
                     "inception-2015-12-05.pt in the user cache dir or pass --inception-weights PATH, or use a "
                     "fine-tuned face network: facemetrics finetune-inception ... then --extractor face-inception.pt",
                     "--metrics")
+            if "is" in inc and hasattr(ex, "check_is"):
+                ex.check_is()  # e.g. a multi-label head has no single class distribution
             fk = load_side(fake, ex, "FAKE", opts)
             fake_info = source_info(fk.path, fk.kind, fk.n, fk.content_sha256)
             failed["fake"] = fk.failed

@@ -159,6 +159,10 @@ from facemetrics.report_cli import plot as _plot_command, report as _report_comm
 cli.add_command(_report_command)
 cli.add_command(_plot_command)
 
+from facemetrics.finetune_cli import finetune_inception  # noqa: E402  (light: click only)
+
+cli.add_command(finetune_inception)
+
 
 def main() -> None:
     cli(prog_name="facemetrics")

@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str] = {
     "inception": "facemetrics.extractors.inception:InceptionExtractor",
     "dlib": "facemetrics.extractors.face_dlib:DlibFaceExtractor",
     "facenet": "facemetrics.extractors.facenet:FacenetExtractor",
+    "finetuned": "facemetrics.extractors.finetuned:FinetunedInceptionExtractor",
 }
 
 
