@@ -270,6 +270,8 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                         "inception-2015-12-05.pt in the user cache dir or pass --inception-weights PATH, or use a "
                         "fine-tuned face network: facemetrics finetune-inception ... then --extractor "
                         "face-inception.pt", "--metrics")
+                if "is" in inc and hasattr(e, "check_is"):
+                    e.check_is()  # e.g. a multi-label head has no single class distribution
                 return e, e.fingerprint()
 
             ex, fp = ctx.run_agreed("finding the feature extractor", load_extractor)
@@ -327,7 +329,7 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
         if face or text:
             from facemetrics.captions import load_pairs
 
-            real_root = Path(real) if Path(real).is_dir() else None
+            real_root = Path(real) if (Path(real).is_dir() or Path(real).suffix.lower() == ".zip") else None
             pair_rows = ctx.run_agreed("reading --pairs", lambda: load_pairs(pairs, fake_src.root, real_root))
             if fake_info is None:
                 fake_info = source_info(fake_src.root, fake_src.kind, len(pair_rows), None)
@@ -342,6 +344,10 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                                     **extra)
                 results.update(res)
                 notes.extend(w)
+                for side in ("real", "fake"):
+                    for item in res["fsd"].details.get("failed_images", {}).get(side, []):
+                        if list(item) not in failed[side]:
+                            failed[side].append(list(item))
             if text:
                 from facemetrics.text_scoring import score_text
 
@@ -349,7 +355,8 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                 if "text" in shared and fake_side is not None:
                     extra["fake_extraction"] = fake_side.extraction(shared["text"].name)
                 res, w = score_text(pair_rows, fake_src, metrics=set(text), matcher_spec=matcher, seed=seed,
-                                    batch_size=batch_size, device=device, progress=progress, **extra)
+                                    batch_size=batch_size, device=device, progress=progress, strict=strict,
+                                    **extra)
                 results.update(res)
                 notes.extend(w)
     notes.extend(str(w.message) for w in caught)

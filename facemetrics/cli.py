@@ -187,7 +187,7 @@ def stats(folder, out, preset, inception_weights, extractor, batch_size, workers
 @cli.command()
 @click.option("--out", type=click.Path(file_okay=False), default="facemetrics-demo", show_default=True,
               help="Folder for the degraded copies, the pairs manifest and the record.")
-@click.option("--metrics", default="fid,kid", show_default=True, help="Metrics to compute.")
+@click.option("--metrics", default="fid,kid,fsd,fss", show_default=True, help="Metrics to compute.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def demo(out, metrics, quiet):
     """Offline demo: score the bundled LFW faces against a blurred, JPEG-degraded copy of them."""
@@ -207,7 +207,16 @@ def demo(out, metrics, quiet):
     click.echo(f"record written to {Path(out) / 'record.json'}")
 
 
-from facemetrics.merge_cli import merge_stats  # noqa: E402
+from facemetrics.report_cli import plot as _plot_command, report as _report_command  # noqa: E402
+
+cli.add_command(_report_command)
+cli.add_command(_plot_command)
+
+from facemetrics.finetune_cli import finetune_inception  # noqa: E402  (light: click only)
+
+cli.add_command(finetune_inception)
+
+from facemetrics.merge_cli import merge_stats  # noqa: E402  (light: click only)
 
 cli.add_command(merge_stats)
 

@@ -15,6 +15,9 @@ from facemetrics.extractors.base import FeatureExtractor
 
 _REGISTRY: dict[str, str] = {
     "inception": "facemetrics.extractors.inception:InceptionExtractor",
+    "dlib": "facemetrics.extractors.face_dlib:DlibFaceExtractor",
+    "facenet": "facemetrics.extractors.facenet:FacenetExtractor",
+    "finetuned": "facemetrics.extractors.finetuned:FinetunedInceptionExtractor",
 }
 
 

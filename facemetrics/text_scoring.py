@@ -1,0 +1,193 @@
+"""Text–image metrics of generated images: R-precision and CLIP score.
+
+:func:`score_text` is the single entry point ``facemetrics.api.score`` calls
+when ``rprec`` or ``clipscore`` is requested. It reads the generated images the
+pairs manifest names, embeds them and their captions with one matcher, and
+returns the metric results and the warnings to put in the record.
+
+The caption pool for R-precision is the set of distinct (caption, real image,
+identity) triples of the manifest, in first-appearance order; each generated
+image's positive is its own row's triple, and its negatives are drawn from the
+triples of other real images and other identities (see
+:mod:`facemetrics.metrics.rprecision`). Rows without a real image can only have
+their own caption excluded (plus their identity when given): a warning says so.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+
+from facemetrics.errors import FacemetricsError
+from facemetrics.result import MetricResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facemetrics.captions import PairRecord
+    from facemetrics.images import ImageSource
+    from facemetrics.matchers.base import Matcher
+
+#: metric names this module computes
+TEXT_METRICS: frozenset[str] = frozenset({"rprec", "clipscore"})
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def validate_pairs(pairs: list["PairRecord"], fake_source: "ImageSource", where: str = "pairs manifest") -> None:
+    """Refuse rows without a caption, with an empty caption or naming a missing image."""
+    if not pairs:
+        raise FacemetricsError(f"the {where} has no rows", "--pairs")
+    names = set(fake_source.names)
+    for i, p in enumerate(pairs, start=1):
+        line = getattr(p, "line", None)
+        at = f"{where} line {line}" if line else f"{where} row {i}"
+        if p.caption is None:
+            raise FacemetricsError(
+                f"{at} (fake {p.fake!r}) has no caption; R-precision and CLIP score need the "
+                f"caption that produced each image (field \"caption\")",
+                "--pairs",
+            )
+        if not isinstance(p.caption, str) or not p.caption.strip():
+            raise FacemetricsError(f"{at} (fake {p.fake!r}) has an empty caption", "--pairs")
+        if p.fake not in names:
+            raise FacemetricsError(f"{at}: generated image {p.fake!r} is not in {fake_source.root}", "--pairs")
+
+
+def _caption_pool(pairs: list["PairRecord"]) -> tuple[list[str], list[Any], list[Any], np.ndarray, int]:
+    """Distinct (caption, real, identity) triples; per-row pool index; rows lacking a real image."""
+    index: dict[tuple, int] = {}
+    texts: list[str] = []
+    image_ids: list[Any] = []
+    identities: list[Any] = []
+    t_idx = np.empty(len(pairs), dtype=np.int64)
+    no_real = 0
+    for i, p in enumerate(pairs):
+        if p.real is None:
+            no_real += 1
+            img_key: Any = ("caption", p.caption)
+        else:
+            img_key = ("real", str(p.real))
+        key = (p.caption, img_key, p.identity)
+        j = index.get(key)
+        if j is None:
+            j = index[key] = len(texts)
+            texts.append(p.caption)
+            image_ids.append(img_key)
+            identities.append(p.identity if p.identity not in ("", None) else None)
+        t_idx[i] = j
+    return texts, image_ids, identities, t_idx, no_real
+
+
+def _batches(seq: list, size: int) -> Iterable[list]:
+    for a in range(0, len(seq), size):
+        yield seq[a : a + size]
+
+
+def score_text(
+    pairs: list["PairRecord"],
+    fake_source: "ImageSource",
+    *,
+    metrics: set[str] | frozenset[str],
+    matcher_spec: str | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: bool = True,
+    n_negatives: int = 99,
+    folds: int = 10,
+    strict: bool = False,
+    matcher: "Matcher | None" = None,
+    pairs_name: str = "pairs manifest",
+) -> tuple[dict[str, MetricResult], list[str]]:
+    """Compute the requested text metrics (``rprec``, ``clipscore``) of ``fake_source``.
+
+    ``pairs`` are the manifest rows (one per generated image; ``fake`` relative
+    to ``fake_source``). ``matcher_spec`` (default ``clip:ViT-B-32:openai``) is
+    built with :func:`facemetrics.matchers.build_matcher` unless ``matcher`` is
+    given. Undecodable generated images are dropped with a warning (an error
+    with ``strict``). Returns ``(results by metric name, warnings)``.
+    """
+    from facemetrics.images import DECODE_ERRORS, load_rgb
+    from facemetrics.matchers import DEFAULT_MATCHER, build_matcher
+    from facemetrics.metrics.clipscore import clip_score
+    from facemetrics.metrics.rprecision import r_precision
+
+    wanted = set(metrics) & TEXT_METRICS
+    if not wanted:
+        return {}, []
+    validate_pairs(pairs, fake_source, pairs_name)
+    warnings: list[str] = []
+    if matcher is None:
+        matcher = build_matcher(matcher_spec or DEFAULT_MATCHER, device, batch_size=batch_size)
+    matcher.load(device)
+
+    # decode and embed the generated images in batches (never all images in memory)
+    from tqdm import tqdm
+
+    kept: list[int] = []
+    failed: list[tuple[str, str]] = []
+    img_chunks: list[np.ndarray] = []
+    bar = tqdm(total=len(pairs), desc="matcher images", unit="img", disable=not progress, leave=False)
+    for rows in _batches(list(range(len(pairs))), batch_size):
+        imgs, ok = [], []
+        for i in rows:
+            try:
+                imgs.append(load_rgb(fake_source, pairs[i].fake))
+                ok.append(i)
+            except DECODE_ERRORS as e:
+                if strict:
+                    raise FacemetricsError(
+                        f"cannot decode generated image {fake_source.path_of(pairs[i].fake)}: {e}", "FAKE"
+                    ) from None
+                failed.append((pairs[i].fake, f"{type(e).__name__}: {e}"))
+        if imgs:
+            img_chunks.append(np.asarray(matcher.encode_images(imgs)))
+            kept.extend(ok)
+        bar.update(len(rows))
+    bar.close()
+    if failed:
+        warnings.append(
+            f"{len(failed)} generated image(s) could not be decoded and were left out of "
+            f"{', '.join(sorted(wanted))} (first: {failed[0][0]}: {failed[0][1]})"
+        )
+    if not kept:
+        raise FacemetricsError("none of the generated images named in the pairs manifest could be decoded", "FAKE")
+    use = [pairs[i] for i in kept]
+    img_emb = np.concatenate(img_chunks, 0)
+
+    texts, image_ids, identities, t_idx, no_real = _caption_pool(use)
+    cap_emb = np.asarray(matcher.encode_texts(texts))
+    fp = matcher.fingerprint()
+
+    n_long = 0
+    counts = matcher.token_counts(texts)
+    if counts is not None and matcher.max_tokens:
+        long = [j for j, c in enumerate(counts) if c > matcher.max_tokens]
+        n_long = len(long)
+        if long:
+            worst = max(long, key=lambda j: counts[j])
+            first = int(np.nonzero(t_idx == worst)[0][0])
+            line = getattr(use[first], "line", None)
+            at = f"line {line}" if line else f"row {kept[first] + 1}"
+            warnings.append(
+                f"{n_long} of {len(texts)} captions exceed the matcher's {matcher.max_tokens} tokens and were "
+                f"truncated (longest: {counts[worst]} tokens, {pairs_name} {at}: \"{_short(texts[worst])}\")"
+            )
+
+    results: dict[str, MetricResult] = {}
+    if "rprec" in wanted:
+        if no_real:
+            warnings.append(
+                f"{no_real} pairs row(s) name no real image: their R-precision negatives exclude only the same "
+                f"caption text (and the same identity when given)"
+            )
+        r = r_precision(img_emb, cap_emb, t_idx, image_ids, identities, n_negatives=n_negatives, folds=folds, seed=seed)
+        r.details.update({"matcher": fp, "truncated_captions": n_long})
+        results["rprec"] = r
+    if "clipscore" in wanted:
+        c = clip_score(img_emb, cap_emb[t_idx])
+        c.details.update({"matcher": fp, "truncated_captions": n_long})
+        results["clipscore"] = c
+    return results, warnings
