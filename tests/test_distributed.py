@@ -361,3 +361,38 @@ def test_process_workers_equal_thread_workers(faces):
     np.testing.assert_array_equal(a.outputs["resized"]["mean"], b.outputs["resized"]["mean"])
     r = run_cli("stats", faces["toy_fake"], "-o", "x.npz", "--workers-kind", "fork")
     assert r.exit_code == 2 and "--workers-kind" in r.output
+
+
+# --------------------------------------------------------------------------- one decode pass (item 3)
+
+def test_one_pass_feeds_inception_and_face_embedder(data_dir, tmp_path, monkeypatch):
+    """score(fid, fsd, fss) decodes FAKE once for Inception and dlib together; values equal score_face alone."""
+    import facemetrics.images as images
+    from facemetrics.api import score
+    from facemetrics.captions import load_pairs
+    from facemetrics.face_scoring import score_face
+
+    root = data_dir / "lfw" / "deepfunneled"
+    people = [p for p in sorted(x.name for x in root.iterdir()) if (root / p / f"{p}_0002.jpg").is_file()][40:44]
+    real = link_folder(tmp_path / "real", [root / p / f"{p}_0001.jpg" for p in people])
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    rows = []
+    for i, p in enumerate(people):
+        (fake / f"g{i}.jpg").symlink_to(root / p / f"{p}_0002.jpg")
+        rows.append(json.dumps({"fake": f"g{i}.jpg", "caption": f"photo {i}", "real": str(real / f"{i:05d}_{p}_0001.jpg")}))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(rows) + "\n")
+
+    decoded: list[str] = []
+    orig = images.decode_rgb
+    monkeypatch.setattr(images, "decode_rgb", lambda data: decoded.append(1) or orig(data))
+    rec = score(str(real), str(fake), metrics="fid,fsd,fss", pairs=str(pairs), progress=False, cache=False)
+    # FAKE once for both networks (4), REAL for Inception (4) and for the face embedder (4): not 16
+    assert len(decoded) == 12
+    monkeypatch.setattr(images, "decode_rgb", orig)
+    alone, _ = score_face(load_pairs(str(pairs), fake.resolve(), real), images.scan(fake), progress=False,
+                          cache=False)
+    for m in ("fsd", "fss"):
+        assert rec["metrics"][m]["value"] == pytest.approx(alone[m].value, rel=1e-12)
+        assert rec["metrics"][m]["n"] == alone[m].n == 4
