@@ -62,7 +62,7 @@ class Matcher:
                 raise FacemetricsError(f"matcher images must be H×W×3 uint8, got {a.dtype} {a.shape}")
             if self.kind == "damsm" and a.shape[:2] != (size, size):
                 a = np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR))
-            out.append(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div(127.5).sub(1.0))
+            out.append(torch.tensor(a).permute(2, 0, 1).float().div(127.5).sub(1.0))
         return out
 
     def encode_image_tensor(self, x):
