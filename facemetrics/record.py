@@ -1,0 +1,94 @@
+"""The JSON record every result travels in (DESIGN.md §4).
+
+Schema ``facemetrics.record/1``::
+
+    {"schema", "facemetrics_version", "created" (UTC ISO 8601), "label",
+     "real": {"path", "kind": "folder"|"zip"|"stats", "n", "content_sha256"},
+     "fake": {...same...},
+     "protocol": {"preset", "extractor", "weights_sha256", "dims", "seed"},
+     "metrics": {"<name>": {"value", "std", "n", "higher_is_better", "details"}},
+     "warnings": [str], "failed_images": {"real": [[name, reason]], "fake": [...]}}
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from facemetrics import __version__
+from facemetrics.result import MetricResult
+
+RECORD_SCHEMA = "facemetrics.record/1"
+
+
+def _clean(o: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to None."""
+    import numpy as np
+
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, Path):
+        return str(o)
+    return o
+
+
+def source_info(path: str | Path, kind: str, n: int, content_sha256: str | None) -> dict[str, Any]:
+    return {"path": str(path), "kind": kind, "n": n, "content_sha256": content_sha256}
+
+
+def build_record(*, real: dict[str, Any] | None, fake: dict[str, Any], protocol: dict[str, Any],
+                 metrics: dict[str, MetricResult], warnings: list[str],
+                 failed_images: dict[str, list], label: str | None = None) -> dict[str, Any]:
+    return _clean({
+        "schema": RECORD_SCHEMA,
+        "facemetrics_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "label": label,
+        "real": real,
+        "fake": fake,
+        "protocol": protocol,
+        "metrics": {name: m.to_dict() for name, m in metrics.items()},
+        "warnings": warnings,
+        "failed_images": failed_images,
+    })
+
+
+def dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, indent=2, sort_keys=False) + "\n"
+
+
+def write_record(record: dict[str, Any], path: str | Path) -> None:
+    from facemetrics.atomic import atomic_write_text
+
+    atomic_write_text(path, dumps(record))
+
+
+def format_table(record: dict[str, Any]) -> str:
+    """A readable text table of a record's metrics and protocol."""
+    rows = []
+    for name, m in record["metrics"].items():
+        arrow = "↑" if m["higher_is_better"] else "↓"
+        v = m["value"]
+        val = "n/a" if v is None else f"{v:.6g}"
+        std = "" if m.get("std") is None else f"± {m['std']:.4g}"
+        n = "" if m.get("n") is None else f"n={m['n']}"
+        rows.append((f"{name} {arrow}", val, std, n))
+    w = [max((len(r[i]) for r in rows), default=0) for i in range(4)]
+    lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows]
+    p = record["protocol"]
+    sides = []
+    for side in ("real", "fake"):
+        s = record.get(side)
+        if s:
+            sides.append(f"{side}: {s['path']} ({s['kind']}, n={s['n']})")
+    proto = (f"preset={p.get('preset')} extractor={p.get('extractor')} "
+             f"weights={str(p.get('weights_sha256'))[:12]} dims={p.get('dims')} seed={p.get('seed')}")
+    return "\n".join(lines + ["", *sides, proto]) + "\n"
