@@ -180,3 +180,35 @@ def test_captions_over_the_limit(tmp_path, lstm_run):
     assert r.exit_code == 0 and "1 of 2 captions exceed" in r.output
     rows = [json.loads(x) for x in (tmp_path / "t" / "pairs.jsonl").read_text().splitlines()]
     assert [x["caption"] for x in rows] == ["a smiling woman", long] and "real" not in rows[0]
+
+
+def test_generate_then_facemetrics_score_end_to_end(tmp_path, lstm_run, monkeypatch):
+    """generate → `facemetrics score REAL FAKE --pairs` works without extra flags, and the FID that
+    training's periodic evaluation computes for the same images is the same number."""
+    from facemetrics.cli import cli as fm_cli
+    from models.__main__ import cli
+    from models.evaluate import evaluate
+    from models.system import load_checkpoint, system_from_checkpoint
+    from models.train import record_from_dict
+
+    monkeypatch.setenv("FACEMETRICS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "samples"
+    r = CliRunner().invoke(cli, ["generate", "--checkpoint", str(lstm_run / "last.pt"), "--out", str(out),
+                                 "--limit", "4", "--seed", "5", "--quiet"])
+    assert r.exit_code == 0, r.output
+    rec_path = tmp_path / "rec.json"
+    r = CliRunner().invoke(fm_cli, ["score", str(lstm_run / "real_test"), str(out), "--pairs",
+                                    str(out / "pairs.jsonl"), "--metrics", "fid", "--quiet", "--json", str(rec_path)])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(rec_path.read_text())
+    assert rec["fake"]["n"] == 4 and rec["real"]["n"] == len(list((lstm_run / "real_test").iterdir()))
+    fid_cli = rec["metrics"]["fid"]["value"]
+    assert math.isfinite(fid_cli) and fid_cli > 0
+
+    ck = load_checkpoint(str(lstm_run))
+    system = system_from_checkpoint(ck, torch.device("cpu"))
+    res = evaluate(system, [record_from_dict(d) for d in ck["test_records"]], lstm_run / "real_test",
+                   tmp_path / "eval", seed=5, limit=4)
+    assert res["n"] == 4 and res["fid"]["value"] == pytest.approx(fid_cli, rel=1e-6)
+    assert 0.0 <= res["rprec"]["value"] <= 1.0 and res["rprec"]["details"]["matcher"] == "damsm"
+    assert not (tmp_path / "eval").exists()  # temporary images removed
