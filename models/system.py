@@ -113,17 +113,32 @@ class System(nn.Module):
     def text_coder(self):
         return self.coders[self.text_key]
 
-    def encode_text(self, ids: dict[str, tuple[torch.Tensor, torch.Tensor]]):
+    def encode_text(self, ids: dict[str, tuple[torch.Tensor, torch.Tensor]], cached: bool = False):
+        """(words, sent, mask) of the text encoder; ``cached`` memoises a frozen CLIP text tower per caption."""
         x, n = ids[self.text_key]
-        return self.text_encoder(x.to(self.device), n.to(self.device))
+        x, n = x.to(self.device), n.to(self.device)
+        if cached and self.text_key == "clip":
+            return self._cache("text", self.text_encoder)(x, n)
+        return self.text_encoder(x, n)
 
-    def clip_sentence(self, ids: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def clip_sentence(self, ids: dict[str, tuple[torch.Tensor, torch.Tensor]], cached: bool = False) -> torch.Tensor:
         """CLIP's text embedding of the batch captions (for the clip matching loss/matcher)."""
         from models.text import ClipTextEncoder
 
         enc = self.text_encoder if self.text_key == "clip" else ClipTextEncoder(self.clip_model)
         x, n = ids["clip"]
-        return enc(x.to(self.device), n.to(self.device))[1]
+        x, n = x.to(self.device), n.to(self.device)
+        if cached:
+            return self._cache("clip", enc)(x, n)[1]
+        return enc(x, n)[1]
+
+    def _cache(self, name: str, encoder):
+        from models.text import FrozenTextCache
+
+        caches = self.__dict__.setdefault("_text_caches", {})
+        if name not in caches:
+            caches[name] = FrozenTextCache(encoder)
+        return caches[name]
 
     def encode_captions(self, texts: list[str], policy: str = "truncate") -> tuple[dict, list[bool]]:
         """Ids of every coder for ``texts`` (no augmentation); returns ids and per-caption truncation."""

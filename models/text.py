@@ -118,19 +118,54 @@ class ClipTextEncoder(nn.Module):
         self.sent_dim = proj.shape[1] if isinstance(proj, torch.Tensor) else proj.out_features
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor):
+        """Runs the transformer on the first ``max(lengths) + 2`` positions only: with CLIP's causal
+        mask the states of those positions do not depend on the padding after them. Word features
+        are zero-padded back to ``ids.size(1) - 2`` positions (masked)."""
         m = self.clip
         cast = m.transformer.get_cast_dtype()
-        x = m.token_embedding(ids).to(cast) + m.positional_embedding.to(cast)
-        x = m.transformer(x, attn_mask=m.attn_mask)
+        T = ids.size(1) - 2
+        L = min(int(lengths.max()) + 2, ids.size(1))
+        x_ids = ids[:, :L]
+        x = m.token_embedding(x_ids).to(cast) + m.positional_embedding[:L].to(cast)
+        x = m.transformer(x, attn_mask=m.attn_mask[:L, :L])
         x = m.ln_final(x)  # B x L x width
-        eot = ids.argmax(dim=-1)  # the end-of-text id is the largest id
+        eot = x_ids.argmax(dim=-1)  # the end-of-text id is the largest id
         sent = x[torch.arange(x.size(0), device=x.device), eot]
         proj = m.text_projection
         sent = proj(sent) if isinstance(proj, nn.Linear) else sent @ proj
-        T = ids.size(1) - 2
-        words = x[:, 1:1 + T].transpose(1, 2).contiguous()
+        words = x[:, 1:L - 1].transpose(1, 2)
+        words = F.pad(words, (0, T - words.size(2))).contiguous()
         mask = torch.arange(T, device=ids.device)[None, :] >= lengths.to(ids.device)[:, None]
         return words.float(), sent.float(), mask
+
+
+class FrozenTextCache:
+    """Per-caption memo of a frozen text encoder's outputs.
+
+    Each missing caption is encoded *alone* (its exact token length), so a cached row never
+    depends on which other captions shared its batch: results are identical whether the cache
+    was filled before or after a resume."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        self.encoder = encoder
+        self.rows: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def __call__(self, ids: torch.Tensor, lengths: torch.Tensor):
+        T = ids.size(1) - 2
+        words, sents = [], []
+        for b in range(ids.size(0)):
+            n = int(lengths[b])
+            key = ids[b, : n + 2].cpu().numpy().tobytes()
+            hit = self.rows.get(key)
+            if hit is None:
+                w, s, _ = self.encoder(ids[b:b + 1, : n + 2], lengths[b:b + 1])
+                hit = (w[0, :, :n].clone(), s[0].clone())
+                self.rows[key] = hit
+            words.append(F.pad(hit[0], (0, T - hit[0].size(1))))
+            sents.append(hit[1])
+        mask = torch.arange(T, device=ids.device)[None, :] >= lengths.to(ids.device)[:, None]
+        return torch.stack(words), torch.stack(sents), mask
 
 
 def clip_image_features(clip_model, images: torch.Tensor) -> torch.Tensor:

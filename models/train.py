@@ -276,7 +276,7 @@ class Trainer:
         s.text_encoder.train(train_text)
         self.opt_E.zero_grad(set_to_none=True)
         with torch.set_grad_enabled(train_text):
-            words, sent, mask = s.encode_text(ids)
+            words, sent, mask = s.encode_text(ids, cached=not train_text)
         regions, code = s.image_encoder(imgs[-1].to(self.device))
         loss, parts = damsm_loss(regions, code, words, sent, mask, self.identity_ids[index].to(self.device), cfg["damsm"])
         self._check_finite(loss, "DAMSM loss", step)
@@ -312,11 +312,11 @@ class Trainer:
         cls = self.identity_ids[index].to(self.device)
         B = imgs[0].size(0)
         with torch.no_grad():
-            words, sent, mask = s.encode_text(ids)
+            words, sent, mask = s.encode_text(ids, cached=True)
             words, sent = words.float(), sent.float()
             clip_txt = None
             if cfg["loss"]["matching"] == "clip":
-                clip_txt = sent if s.text_key == "clip" else s.clip_sentence(ids).float()
+                clip_txt = sent if s.text_key == "clip" else s.clip_sentence(ids, cached=True).float()
         z = torch.randn(B, cfg["model"]["z_dim"], device=self.device)
         with self._autocast():
             fakes, _, mu, logvar = s.G(z, sent, words, mask)

@@ -145,3 +145,38 @@ def test_r_precision_matches_brute_force():
     assert 0 < res["value"] < 1
     # perfect embeddings: every true caption ranks first
     assert r_precision(txt, txt, groups, negatives=10, folds=5)["value"] == 1.0
+
+
+def test_clip_text_encoder_trimmed_context_and_cache_match_full_context():
+    from models.config import build_config
+    from models.data import ClipCoder
+    from models.text import ClipTextEncoder, FrozenTextCache, build_clip
+
+    cfg = build_config(None, [
+        "clip.custom={embed_dim: 16, vision_cfg: {image_size: 32, layers: 1, width: 32, patch_size: 16, "
+        "head_width: 16}, text_cfg: {context_length: 77, vocab_size: 49408, width: 32, heads: 2, layers: 2}}"])
+    enc = ClipTextEncoder(build_clip(cfg)).eval()
+    coder = ClipCoder(77)
+    rows = [coder.encode(t) for t in ("a smiling woman with long hair", "old man", "a man with a beard")]
+    ids = torch.from_numpy(np.stack([r[0] for r in rows]))
+    lens = torch.tensor([r[1] for r in rows])
+    with torch.no_grad():
+        w, s, mask = enc(ids, lens)
+        # reference: the open_clip model on the full 77-token context
+        m = enc.clip
+        x = m.ln_final(m.transformer(m.token_embedding(ids) + m.positional_embedding, attn_mask=m.attn_mask))
+        full_sent = x[torch.arange(3), ids.argmax(-1)] @ m.text_projection
+        assert torch.allclose(s, full_sent, atol=1e-5)
+        assert torch.allclose(s, m.encode_text(ids), atol=1e-5)
+        for b in range(3):
+            n = int(lens[b])
+            assert torch.allclose(w[b, :, :n], x[b, 1:1 + n].t(), atol=1e-5)
+            assert mask[b, n:].all() and not mask[b, :n].any()
+            assert (w[b, :, int(lens.max()):] == 0).all()  # beyond the trimmed context: zero padding
+        cache = FrozenTextCache(enc)
+        w2, s2, m2 = cache(ids, lens)
+        w3, s3, _ = cache(ids.flip(0), lens.flip(0))  # hits, in another batch order
+    keep = ~mask[:, None, :]
+    assert torch.allclose(w2 * keep, w * keep, atol=1e-5) and (w2 * ~keep == 0).all()
+    assert torch.allclose(s2, s, atol=1e-5) and torch.equal(m2, mask)
+    assert torch.equal(w3, w2.flip(0)) and torch.equal(s3, s2.flip(0)) and len(cache.rows) == 3
