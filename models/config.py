@@ -184,17 +184,29 @@ def merge(base: dict, user: dict, source: str, param: str | None = None, prefix:
     return out
 
 
+def _parse_value(raw: str) -> Any:
+    """A YAML scalar/flow value; without PyYAML, JSON (plus true/false/null) or else the string."""
+    try:
+        import yaml
+    except ImportError:  # minimal machines (e.g. the GPU smoke test): JSON values only
+        import json
+
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.strip()
+    return yaml.safe_load(raw) if raw.strip() else ""
+
+
 def parse_override(item: str, param: str = "--set") -> dict:
     """``"a.b=value"`` → ``{"a": {"b": value}}`` (value parsed as YAML: 3, 0.5, true, null, [1,2])."""
-    import yaml
-
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
         raise FacemetricsError(f"override {item!r} must look like key.sub=value", param)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
+        value = _parse_value(raw)
+    except Exception as e:  # noqa: BLE001 - yaml.YAMLError without importing yaml here
         raise FacemetricsError(f"override {item!r}: value is not valid YAML ({e})", param) from None
     node: Any = value
     for part in reversed(key.split(".")):
@@ -286,6 +298,10 @@ def needs_clip(cfg: dict) -> bool:
 
 
 def to_yaml(cfg: dict) -> str:
-    import yaml
+    try:
+        import yaml
+    except ImportError:  # JSON is valid YAML
+        import json
 
+        return json.dumps(cfg, indent=1) + "\n"
     return yaml.safe_dump(cfg, sort_keys=False)

@@ -89,6 +89,19 @@ def record_from_dict(d: dict, root: str | None = None):
                       tuple(Caption(t, i) for i, t in d["captions"]))
 
 
+def _tqdm():
+    try:
+        from tqdm import tqdm
+    except ImportError:  # minimal machines: no progress bar
+        class tqdm:  # noqa: N801
+            def __init__(self, iterable=None, *a, **k): self.iterable = iterable
+            def __iter__(self): return iter(self.iterable)
+            def update(self, n=1): pass
+            def set_postfix(self, *a, **k): pass
+            def close(self): pass
+    return tqdm
+
+
 class Trainer:
     def __init__(self, cfg: dict, run_dir: Path, ck: dict | None = None, progress: bool = True) -> None:
         self.cfg = cfg
@@ -398,7 +411,7 @@ class Trainer:
 
     def run(self, stop_at: int | None = None, max_minutes: float | None = None) -> dict[str, Any]:
         """Train until ``train.steps`` GAN steps (or ``stop_at`` global step, or the time limit)."""
-        from tqdm import tqdm
+        tqdm = _tqdm()
 
         cfg = self.cfg
         t = cfg["train"]
