@@ -140,7 +140,6 @@ def run_variant(args, name: str) -> dict:
         gd.mkdir(parents=True, exist_ok=True)
         for g, tag in ((grids[0], "step0"), (grids[-1], "final")):
             shutil.copyfile(g, gd / f"{name}_{tag}.png")
-        shutil.copyfile(run / "grids" / "captions.txt", gd / "grid_captions.txt")
         out["grids_copied"] = [f"{name}_step0.png", f"{name}_final.png"]
     out["minutes_total"] = round((time.time() - t0) / 60, 2)
     (run / "results.json").write_text(json.dumps(out, indent=1))
@@ -157,7 +156,7 @@ def _fmt(ev: dict, key: str, digits: int = 2) -> str:
 
 def write_table(out_dir: Path, path: Path, grid_rel: str | None) -> None:
     results = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*/results.json"))]
-    lines = ["| variant | CLIP weights | DAMSM steps | GAN steps (steps/s) | wall min | generator | "
+    lines = ["| variant | CLIP weights | DAMSM steps (min) | GAN steps (steps/s) | wall min | generator | "
              "FID ↓ (clean) | FSD ↓ | FSS ↑ | R-prec ↑ (own matcher) | n fake / n real |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -166,7 +165,8 @@ def write_table(out_dir: Path, path: Path, grid_rel: str | None) -> None:
         for tag, label in (("step0", "untrained (step 0)"), ("final", "trained, EMA")):
             ev = r["evals"][tag]
             lines.append(
-                f"| {r['variant']} | {clip} | {r['damsm_steps']} | {r['gan_steps']} ({r['gan_steps_per_s']}) | "
+                f"| {r['variant']} | {clip} | {r['damsm_steps']} ({r['minutes_damsm']}) | "
+                f"{r['gan_steps']} ({r['gan_steps_per_s']}) | "
                 f"{r['minutes_train']} | {label} | {_fmt(ev, 'fid', 1)} | {_fmt(ev, 'fsd', 3)} | "
                 f"{_fmt(ev, 'fss', 3)} | {_fmt(ev, 'rprec', 3)} ({r['matcher']}) | {ev['n_fake']} / {ev['n_real']} |")
         lines.append(f"| {r['variant']} | | | | | real held-out images | | | | "
@@ -175,10 +175,15 @@ def write_table(out_dir: Path, path: Path, grid_rel: str | None) -> None:
     grids = ""
     if grid_rel:
         grids = "\n\nSample grids (EMA generator, fixed noise, the first held-out caption of 16 held-out people; " \
-                f"captions in `{grid_rel}/grid_captions.txt`):\n\n" + "\n".join(
+                "the captions are in each run folder's `grids/captions.txt`, not copied here: Face2Text text " \
+                "must not be redistributed):\n\n" + "\n".join(
                     f"- {r['variant']}: step 0 `{grid_rel}/{r['variant']}_step0.png`, "
                     f"final `{grid_rel}/{r['variant']}_final.png`" for r in results)
-    meta = results[0] if results else {}
+    meta = dict(results[0]) if results else {}
+    try:
+        meta["config"] = Path(meta.get("config", "")).resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        pass
     text = f"""# models/ reference training: results
 
 Produced by `benchmarks/train_reference.py` (config `{meta.get('config')}`, overrides {meta.get('overrides')},
@@ -194,13 +199,22 @@ Notes
 - FID uses ~250 generated and 80 real images: far fewer than the 2048 feature dimensions, so the
   covariances are rank-deficient and FID is biased upwards; compare rows of this table only.
 - R-precision: 1 true caption + 99 captions of other identities, 10 folds (mean ± population std),
-  matcher = the run's own frozen DAMSM (BiLSTM or CLIP text + CNN image encoder) or CLIP.
+  matcher = the run's own frozen DAMSM (BiLSTM or CLIP text + CNN image encoder) or CLIP; chance
+  level is 0.01. The "real held-out images" row scores the matcher itself on the real images the
+  captions describe: near chance means the matcher is undertrained at this budget (AttnGAN trains
+  DAMSM for ~600 epochs; a short CPU run gives it ~10), and the generated rows cannot say more.
+- "wall min" is the training time (DAMSM + GAN, including step-0/final sample grids); evaluation
+  time is extra.
 - FSD/FSS: "n/a" when the face-metrics code (facemetrics.face_scoring) is not in the checkout
   that ran this script.
 - No pretrained CLIP weights exist offline here: the clip variants use a randomly initialised
   ViT-B-32 (seed clip.init_seed); its text features are random projections of the BPE tokens.{grids}
 """
-    path.write_text(text)
+    marker = "<!-- end of generated part: text below is kept when the table is rebuilt -->"
+    kept = ""
+    if path.exists() and marker in path.read_text():
+        kept = path.read_text().split(marker, 1)[1]
+    path.write_text(text + "\n" + marker + kept)
 
 
 def main() -> None:

@@ -226,3 +226,23 @@ def test_generate_then_facemetrics_score_end_to_end(tmp_path, lstm_run, monkeypa
     assert res["n"] == 4 and res["fid"]["value"] == pytest.approx(fid_cli, rel=1e-6)
     assert 0.0 <= res["rprec"]["value"] <= 1.0 and res["rprec"]["details"]["matcher"] == "damsm"
     assert not (tmp_path / "eval").exists()  # temporary images removed
+
+
+def test_face2text_v10_run_with_periodic_evaluation(tmp_path):
+    """CelebA (v1.0) records, split by image, and the periodic R-precision lines of the log."""
+    from models.train import train
+
+    cfg = tiny_config(**{"data.dataset": "face2text-v1.0", "data.max_images": 0, "data.test_fraction": 0.1,
+                         "damsm.steps": 1, "train.steps": 2, "train.eval_every": 2, "train.eval_images": 8,
+                         "train.eval_fid": False, "train.sample_every": 0})
+    train(cfg, tmp_path, progress=False)
+    log = _log(tmp_path)
+    assert log[0]["n_train"] + log[0]["n_test"] == 177 and log[0]["n_test"] == 18
+    evals = [r for r in log if "metrics" in r]
+    assert [r["gan_step"] for r in evals] == [0, 2]
+    for r in evals:
+        rp = r["metrics"]["rprec"]
+        assert r["metrics"]["n"] == 8 and 0.0 <= rp["value"] <= 1.0 and rp["details"]["matcher"] == "damsm"
+        assert "fid" not in r["metrics"]
+    reals = (tmp_path / "test_real.txt").read_text().split()
+    assert len(reals) == 18 and all("celeba" in p for p in reals)
