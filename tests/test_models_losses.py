@@ -180,3 +180,18 @@ def test_clip_text_encoder_trimmed_context_and_cache_match_full_context():
     assert torch.allclose(w2 * keep, w * keep, atol=1e-5) and (w2 * ~keep == 0).all()
     assert torch.allclose(s2, s, atol=1e-5) and torch.equal(m2, mask)
     assert torch.equal(w3, w2.flip(0)) and torch.equal(s3, s2.flip(0)) and len(cache.rows) == 3
+
+
+def test_inception_damsm_encoder_uses_frozen_mixed_6e_regions():
+    from models.image_encoder import InceptionEncoder
+
+    e = InceptionEncoder(16, 12).train()
+    x = (torch.rand(2, 3, 64, 64) * 2 - 1).requires_grad_(True)
+    regions, code = e(x)
+    assert regions.shape == (2, 16, 17, 17) and code.shape == (2, 12)  # Mixed_6e is 17x17
+    (regions.sum() + code.sum()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # the generator gets gradients through it
+    assert sorted(n for n, p in e.named_parameters() if p.requires_grad) == [
+        "emb_cnn_code.bias", "emb_cnn_code.weight", "emb_features.weight"]
+    assert not e.trunk.training and set(e.trainable_state_dict()) == {
+        "emb_cnn_code.bias", "emb_cnn_code.weight", "emb_features.weight"}
