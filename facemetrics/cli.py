@@ -11,16 +11,36 @@ import sys
 import click
 
 from facemetrics import __version__
-from facemetrics.errors import FacemetricsError
+from facemetrics.errors import DistributedError, FacemetricsError
+
+
+def _is_main() -> bool:
+    from facemetrics.distributed import is_main_process
+
+    return is_main_process()
 
 
 class FacemetricsGroup(click.Group):
-    """A click group that turns FacemetricsError into a usage error (exit 2)."""
+    """A click group that turns FacemetricsError into a usage error (exit 2).
+
+    Under torchrun only rank 0 reports usage errors that every rank raised alike
+    (agreed errors, see :meth:`DistContext.run_agreed`); another rank's own error
+    is printed by that rank with its number; a :class:`DistributedError` (a rank
+    died or crashed) is reported by every surviving rank, with exit status 1.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except DistributedError as e:
+            raise click.ClickException(str(e)) from None
         except FacemetricsError as e:
+            if not _is_main():
+                if not getattr(e, "agreed", False):  # this rank's own problem: say it, with the rank
+                    from facemetrics.distributed import current_rank
+
+                    click.echo(f"Error (rank {current_rank()}): {e}", err=True)
+                ctx.exit(2)
             sub = ctx.invoked_subcommand
             sub_ctx = click.Context(self.commands[sub], info_name=sub, parent=ctx) if sub in self.commands else ctx
             raise click.UsageError(str(e), ctx=sub_ctx) from None
@@ -38,7 +58,10 @@ def _common_extraction_options(f):
                           "`finetune-inception` checkpoint."),
         click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
         click.option("--workers", type=click.IntRange(min=1), default=None,
-                     help="Decode/resize threads [default: CPU count, at most 8]."),
+                     help="Decode/resize workers [default: CPU count, at most 8, shared by the torchrun "
+                          "processes of a node]."),
+        click.option("--workers-kind", type=click.Choice(["thread", "process"]), default="thread",
+                     show_default=True, help="Decode in threads, or in worker processes (fast GPUs)."),
         click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N]."),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
         click.option("--strict", is_flag=True, help="Unreadable images are an error instead of being counted."),
@@ -79,13 +102,17 @@ def cli() -> None:
 @click.option("--label", default=None, help="Run/model name stored in the record (used by `report`).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="Write the JSON record here ('-' for stdout instead of the table).")
-def score(real, fake, metrics, preset, inception_weights, extractor, batch_size, workers, device, no_cache,
-          strict, quiet, seed, kid_subsets, kid_subset_size, is_splits, pairs, face_model, face_align,
+def score(real, fake, metrics, preset, inception_weights, extractor, batch_size, workers, workers_kind, device,
+          no_cache, strict, quiet, seed, kid_subsets, kid_subset_size, is_splits, pairs, face_model, face_align,
           face_weights, matcher, label, json_out):
     """Score the generated images FAKE against REAL.
 
     REAL: image folder (recursive), .zip of images, or a statistics .npz from
     `facemetrics stats`. FAKE: image folder or .zip.
+
+    Several processes or machines: `torchrun --nproc-per-node K -m facemetrics
+    score ...` splits every image set among the ranks; rank 0 prints and writes
+    the record, which equals a single-process run's.
     """
     from facemetrics.api import score as run_score
     from facemetrics.record import dumps, format_table, write_record
@@ -94,7 +121,10 @@ def score(real, fake, metrics, preset, inception_weights, extractor, batch_size,
                        extractor=extractor, batch_size=batch_size, workers=workers, device=device, seed=seed,
                        cache=not no_cache, strict=strict, progress=not quiet, kid_subsets=kid_subsets,
                        kid_subset_size=kid_subset_size, is_splits=is_splits, pairs=pairs, face_model=face_model,
-                       face_align=face_align, face_weights=face_weights, matcher=matcher, label=label)
+                       face_align=face_align, face_weights=face_weights, matcher=matcher, label=label,
+                       workers_kind=workers_kind)
+    if not _is_main():
+        return
     for w in record["warnings"]:
         click.echo(f"warning: {w}", err=True)
     for side, items in record["failed_images"].items():
@@ -109,26 +139,49 @@ def score(real, fake, metrics, preset, inception_weights, extractor, batch_size,
     click.echo(format_table(record), nl=False)
 
 
+def _parse_shard_option(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    from facemetrics.shards import parse_shard
+
+    try:
+        return parse_shard(value)
+    except FacemetricsError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+
+
 @cli.command()
 @click.argument("folder", metavar="FOLDER")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .npz.")
 @_common_extraction_options
 @click.option("--features", "with_features", is_flag=True,
               help="Also store per-image features (lets KID use the file as REAL).")
-def stats(folder, out, preset, inception_weights, extractor, batch_size, workers, device, no_cache, strict,
-          quiet, with_features):
-    """Write reference statistics (n, Σx, Σxxᵀ, μ, Σ) of FOLDER to an .npz usable as REAL."""
+@click.option("--shard", "shard", default=None, metavar="I/N", callback=_parse_shard_option,
+              help="Only the I-th of N contiguous blocks of the sorted file list (1 <= I <= N), for job arrays "
+                   "without a process group; combine the N files with `facemetrics merge-stats`.")
+def stats(folder, out, preset, inception_weights, extractor, batch_size, workers, workers_kind, device, no_cache,
+          strict, quiet, with_features, shard):
+    """Write reference statistics (n, Σx, Σxxᵀ, μ, Σ) of FOLDER to an .npz usable as REAL.
+
+    With --shard I/N the file holds block I of N only (merge all N with
+    `facemetrics merge-stats`). Under torchrun the ranks share the work and rank 0
+    writes the file.
+    """
     from facemetrics.api import compute_stats
 
     if not out.endswith(".npz"):
         raise FacemetricsError(f"output must end in .npz: {out}", "--out")
     st, feats, failed = compute_stats(folder, preset=preset, inception_weights=inception_weights,
                                       extractor=extractor, batch_size=batch_size, workers=workers, device=device,
-                                      cache=not no_cache, strict=strict, progress=not quiet)
+                                      cache=not no_cache, strict=strict, progress=not quiet, shard=shard,
+                                      features=with_features, workers_kind=workers_kind)
+    if not _is_main():
+        return
     if failed:
         click.echo(f"warning: {len(failed)} unreadable image(s) skipped", err=True)
     st.save(out, feats if with_features else None)
-    click.echo(f"{out}: n={st.n} dims={st.dims} preset={preset}")
+    part = f" shard={shard[0]}/{shard[1]}" if shard else ""
+    click.echo(f"{out}: n={st.n} dims={st.dims} preset={preset}{part}")
 
 
 @cli.command()
@@ -162,6 +215,10 @@ cli.add_command(_plot_command)
 from facemetrics.finetune_cli import finetune_inception  # noqa: E402  (light: click only)
 
 cli.add_command(finetune_inception)
+
+from facemetrics.merge_cli import merge_stats  # noqa: E402  (light: click only)
+
+cli.add_command(merge_stats)
 
 
 def main() -> None:

@@ -21,3 +21,10 @@ class FacemetricsError(Exception):
 
 class WeightsNotFoundError(FacemetricsError):
     """No weights file could be found or fetched; the message lists what was tried."""
+
+
+class DistributedError(FacemetricsError):
+    """A multi-process run broke (a rank died, crashed or timed out); nothing was written.
+
+    Not a usage mistake: the CLI reports it with exit status 1 on every rank.
+    """

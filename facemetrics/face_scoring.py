@@ -95,6 +95,16 @@ def _extract(source: ImageSource, embedder, *, desc: str, **opts):
     return extract(source, [embedder], desc=desc, **opts)
 
 
+def _only(extraction, extractor: str, keep: set[str]):
+    """The rows (and failures) of ``extraction`` for the images in ``keep``, in its order."""
+    from facemetrics.features import Extraction
+
+    idx = [i for i, n in enumerate(extraction.names) if n in keep]
+    outs = {k: np.asarray(v)[idx] for k, v in extraction.outputs[extractor].items()}
+    return Extraction([extraction.names[i] for i in idx], [tuple(f) for f in extraction.failed if f[0] in keep],
+                      {extractor: outs}, extraction.content_key)
+
+
 def score_face(
     pairs: Sequence[PairRecord] | None,
     fake_source: ImageSource,
@@ -109,11 +119,15 @@ def score_face(
     strict: bool = False,
     progress: bool = True,
     cache_root: str | os.PathLike | None = None,
+    fake_extraction=None,
 ) -> tuple[dict[str, MetricResult], list[str]]:
     """FSD (L2), FSD-L1 and FSS over ``pairs`` (see module doc); returns (results, warnings).
 
     ``pairs[i].fake`` names an image of ``fake_source``; ``pairs[i].real`` the
-    absolute path (or ``<zip>/<member>``) of its real image.
+    absolute path (or ``<zip>/<member>``) of its real image. ``fake_extraction``
+    (from :func:`facemetrics.api.score`'s single decode pass of FAKE, see
+    ``api.shared_pass_extractors``) holds this embedder's outputs for FAKE's
+    images; without it FAKE's paired images are extracted here.
     """
     if not pairs:
         raise FacemetricsError(
@@ -151,7 +165,12 @@ def score_face(
     warnings: list[str] = []
 
     # ---- fake side
-    fx = _extract(fake_source.with_names(sorted(fakes)), embedder, desc=f"fake {face_model}", **opts)
+    if fake_extraction is not None:
+        if embedder.name not in fake_extraction.outputs:
+            raise ValueError(f"fake_extraction holds no {embedder.name} outputs")
+        fx = _only(fake_extraction, embedder.name, set(fakes))
+    else:
+        fx = _extract(fake_source.with_names(sorted(fakes)), embedder, desc=f"fake {face_model}", **opts)
     fake_rows = {n: i for i, n in enumerate(fx.names)}
     fake_out = fx.outputs[embedder.name]
 

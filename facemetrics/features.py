@@ -1,9 +1,12 @@
 """One decode pass over an image source feeding every requested extractor.
 
 ``extract`` reads each image once, runs every extractor's preprocessor on the
-decoded array in a pool of worker threads (PIL decoding and resizing release the
-GIL, so decoding overlaps the network), batches the results per extractor and
-runs the networks in the calling thread. Per-extractor results are cached on disk
+decoded array in a pool of workers (threads by default: PIL decoding and
+resizing release the GIL, so decoding overlaps the network; or processes,
+``workers_kind="process"``, for fast GPUs where one process cannot decode fast
+enough: forked like torch's DataLoader workers, they get the file names and send
+back the preprocessed arrays), batches the results per extractor and runs the
+networks in the calling thread. Per-extractor results are cached on disk
 (:mod:`facemetrics.cache`); an extractor whose entry is cached is not run, and
 when all are cached no image is decoded at all.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 import collections
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -21,7 +24,10 @@ import numpy as np
 from facemetrics.cache import CachedFeatures, FeatureCache
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors.base import FeatureExtractor
-from facemetrics.images import DECODE_ERRORS, ImageSource, content_key, load_rgb
+from facemetrics.images import DECODE_ERRORS, ImageSource, file_digests, key_from_digests, load_rgb
+
+#: how decode/preprocess workers run
+WORKER_KINDS = ("thread", "process")
 
 
 @dataclass
@@ -33,6 +39,8 @@ class Extraction:
     outputs: dict[str, dict[str, np.ndarray]]
     content_key: str
     from_cache: dict[str, bool] = field(default_factory=dict)
+    #: sha256 of every file in source order (a zip: of the archive), see images.file_digests
+    digests: list[str] = field(default_factory=list)
 
 
 def _decode_and_prep(source: ImageSource, name: str, preps: list) -> tuple[str, list | None, str | None]:
@@ -50,11 +58,61 @@ def _strict_error(source: ImageSource, failed: list[tuple[str, str]]) -> Facemet
 
 
 def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    """CPU count, at most 8, divided among the processes of a torchrun node (LOCAL_WORLD_SIZE)."""
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
+    except ValueError:
+        local = 1
+    return max(1, min(8, (os.cpu_count() or 1) // local))
+
+
+# Worker processes receive the source and the preprocessors once (initializer),
+# then only file names; results come back pickled.
+_PROC_STATE: tuple[ImageSource, list] | None = None
+
+
+def _proc_init(source: ImageSource, preps: list) -> None:
+    global _PROC_STATE
+    os.environ["OMP_NUM_THREADS"] = "1"  # a preprocessor that imports torch stays single-threaded
+    if "torch" in sys.modules:  # inherited through fork: one intra-op thread per worker, as in DataLoader
+        sys.modules["torch"].set_num_threads(1)
+    _PROC_STATE = (source, preps)
+
+
+def _proc_task(name: str) -> tuple[str, list | None, str | None]:
+    assert _PROC_STATE is not None
+    return _decode_and_prep(_PROC_STATE[0], name, _PROC_STATE[1])
+
+
+def _make_pool(kind: str, workers: int, source: ImageSource, preps: list) -> tuple[Executor, object]:
+    """(executor, submit(name) -> future) for ``kind`` in :data:`WORKER_KINDS`."""
+    if kind == "thread":
+        pool: Executor = ThreadPoolExecutor(max_workers=workers)
+        return pool, lambda name: pool.submit(_decode_and_prep, source, name, preps)
+    if kind == "process":
+        import multiprocessing
+
+        # fork, as torch's DataLoader does on Linux: no re-import of the main program, fast start. The
+        # children only decode and resize (no CUDA); _proc_init keeps any torch use in them single-threaded.
+        methods = multiprocessing.get_all_start_methods()
+        method = "fork" if "fork" in methods else "spawn"
+        if method == "spawn":
+            main = sys.modules.get("__main__")
+            main_file = getattr(main, "__file__", None)
+            if getattr(main, "__spec__", None) is None and main_file and not os.path.isfile(main_file):
+                raise FacemetricsError(  # spawned workers re-import the main program, which must be a file
+                    f"worker processes cannot start from a program read from {main_file}; run it from a file "
+                    "or module, or use thread workers", "--workers-kind")
+        fresh = source.with_names(source.names)  # no open zip handles travel
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+                                   initializer=_proc_init, initargs=(fresh, preps))
+        return pool, lambda name: pool.submit(_proc_task, name)
+    raise FacemetricsError(f"unknown worker kind {kind!r}; choose {' or '.join(WORKER_KINDS)}", "--workers-kind")
 
 
 def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size: int, workers: int,
-         progress: bool, desc: str | None) -> tuple[list[str], list[tuple[str, str]], list[dict[str, np.ndarray]]]:
+         progress: bool, desc: str | None, workers_kind: str = "thread",
+         ) -> tuple[list[str], list[tuple[str, str]], list[dict[str, np.ndarray]]]:
     from tqdm import tqdm
 
     preps = [ex.preprocessor() for ex in extractors]
@@ -74,18 +132,19 @@ def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size
 
     window = max(2 * batch_size, 4 * workers)
     bar = tqdm(total=len(source), desc=desc, unit="img", file=sys.stderr, disable=not progress, leave=False)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool, submit = _make_pool(workers_kind, workers, source, preps)
+    with pool:
         it = iter(source.names)
         inflight: collections.deque = collections.deque()
         for name in it:
-            inflight.append(pool.submit(_decode_and_prep, source, name, preps))
+            inflight.append(submit(name))
             if len(inflight) >= window:
                 break
         while inflight:
             name, results, err = inflight.popleft().result()
             nxt = next(it, None)
             if nxt is not None:
-                inflight.append(pool.submit(_decode_and_prep, source, nxt, preps))
+                inflight.append(submit(nxt))
             bar.update(1)
             if results is None:
                 failed.append((name, err or "unreadable"))
@@ -104,19 +163,25 @@ def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size
 
 def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], *, batch_size: int = 32,
             workers: int | None = None, device: str = "cpu", cache: bool = True, strict: bool = False,
-            progress: bool = True, desc: str | None = None, cache_root=None) -> Extraction:
+            progress: bool = True, desc: str | None = None, cache_root=None,
+            workers_kind: str = "thread") -> Extraction:
     """Features of every image of ``source`` for each extractor (see module docstring).
 
     Undecodable files are listed in ``Extraction.failed`` with the reason; with
     ``strict=True`` they raise :class:`FacemetricsError` naming them instead.
+    ``workers_kind`` is "thread" (default) or "process" (see module docstring).
     """
     if batch_size < 1:
         raise FacemetricsError("batch size must be at least 1", "--batch-size")
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise FacemetricsError("workers must be at least 1", "--workers")
+    if workers_kind not in WORKER_KINDS:
+        raise FacemetricsError(f"unknown worker kind {workers_kind!r}; choose {' or '.join(WORKER_KINDS)}",
+                               "--workers-kind")
     fc = FeatureCache(cache_root)
-    ckey = content_key(source, fc.index_path(source.root) if cache else None)
+    digests = file_digests(source, fc.index_path(source.root) if cache else None)
+    ckey = key_from_digests(source.kind, source.names, digests)
     fps = [ex.fingerprint_key() for ex in extractors]
     hits: dict[int, CachedFeatures] = {}
     if cache:
@@ -131,7 +196,8 @@ def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], *, batc
     if todo:
         for i in todo:
             extractors[i].load(device)
-        run_names, failed, outs = _run(source, [extractors[i] for i in todo], batch_size, workers, progress, desc)
+        run_names, failed, outs = _run(source, [extractors[i] for i in todo], batch_size, workers, progress, desc,
+                                       workers_kind)
         if strict and failed:
             raise _strict_error(source, failed)
         names = run_names
@@ -146,4 +212,4 @@ def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], *, batc
     if strict and failed:
         raise _strict_error(source, failed)
     return Extraction(names or [], list(failed), outputs, ckey,
-                      {ex.name: (i in hits) for i, ex in enumerate(extractors)})
+                      {ex.name: (i in hits) for i, ex in enumerate(extractors)}, digests)

@@ -151,6 +151,70 @@ def _file_digest(path: Path, index: dict) -> str:
     return digest
 
 
+def _load_index(index_path: Path | None) -> dict:
+    if index_path is None or not index_path.exists():
+        return {}
+    try:
+        return json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_index(index_path: Path | None, index: dict) -> None:
+    """Write the digest index, merging what other processes wrote since it was read.
+
+    Several processes (ranks, shard jobs) may update the index of one folder at
+    once; re-reading just before the atomic rename keeps their entries in all but
+    a millisecond-wide race (the index is only an accelerator either way).
+    """
+    if index_path is None:
+        return
+    from facemetrics.atomic import atomic_write_text
+
+    merged = {**_load_index(index_path), **index}
+    try:
+        atomic_write_text(index_path, json.dumps(merged))
+    except OSError:
+        pass
+
+
+def file_digests(source: ImageSource, index_path: Path | None = None) -> list[str]:
+    """sha256 of each file of a folder source, in ``source.names`` order.
+
+    For a zip source, a one-element list: the sha256 of the archive. Uses and
+    updates the size/mtime/ctime index at ``index_path`` (see :func:`content_key`).
+    """
+    index = _load_index(index_path)
+    before = dict(index)
+    if source.kind == "zip":
+        out = [_file_digest(source.root, index)]
+    else:
+        out = [_file_digest(source.root / n, index) for n in source.names]
+    if index != before:
+        _save_index(index_path, index)
+    return out
+
+
+def key_from_digests(kind: str, names: list[str] | tuple[str, ...], digests: list[str]) -> str:
+    """The content key of ``names`` given :func:`file_digests` (see :func:`content_key`).
+
+    Lets a key over many files be assembled from digests computed in pieces
+    (shards, ranks) and equal the key of a single pass.
+    """
+    h = hashlib.sha256()
+    h.update(kind.encode())
+    if kind == "zip":
+        h.update(digests[0].encode())
+        for n in names:
+            h.update(b"\0" + n.encode())
+    else:
+        if len(digests) != len(names):
+            raise ValueError(f"{len(names)} names but {len(digests)} digests")
+        for n, d in zip(names, digests):
+            h.update(b"\0" + n.encode() + b"\0" + d.encode())
+    return h.hexdigest()
+
+
 def content_key(source: ImageSource, index_path: Path | None = None) -> str:
     """A sha256 over the sorted (name, file sha256) pairs of ``source``.
 
@@ -158,26 +222,4 @@ def content_key(source: ImageSource, index_path: Path | None = None) -> str:
     same bytes. ``index_path`` (a JSON file) stores per-file digests keyed by
     path, size, mtime and ctime, so an unchanged folder is not re-read.
     """
-    index: dict = {}
-    if index_path is not None and index_path.exists():
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError):
-            index = {}
-    h = hashlib.sha256()
-    h.update(source.kind.encode())
-    if source.kind == "zip":
-        h.update(_file_digest(source.root, index).encode())
-        for n in source.names:
-            h.update(b"\0" + n.encode())
-    else:
-        for n in source.names:
-            h.update(b"\0" + n.encode() + b"\0" + _file_digest(source.root / n, index).encode())
-    if index_path is not None:
-        from facemetrics.atomic import atomic_write_text
-
-        try:
-            atomic_write_text(index_path, json.dumps(index))
-        except OSError:
-            pass  # the index is only an accelerator
-    return h.hexdigest()
+    return key_from_digests(source.kind, source.names, file_digests(source, index_path))

@@ -74,15 +74,16 @@ class FeatureStats:
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path, features: np.ndarray | None = None) -> None:
-        """Write an .npz atomically: n, sum, sum_outer, mu, sigma (clean-fid's names) and meta.
+        """Write an .npz atomically: n, sum, sum_outer, mu, sigma (clean-fid's names; n ≥ 2 only) and meta.
 
         ``features`` (optional) are stored too, so KID can use the file as REAL.
         """
         from facemetrics.atomic import atomic_save_npz
 
         arrays = dict(schema=np.array(STATS_SCHEMA), n=np.array(self.n), sum=self.sum,
-                      sum_outer=self.sum_outer, mu=self.mean, sigma=self.cov,
-                      meta=np.array(json.dumps(self.meta, sort_keys=True)))
+                      sum_outer=self.sum_outer, meta=np.array(json.dumps(self.meta, sort_keys=True)))
+        if self.n >= 2:  # a shard may hold fewer images than a covariance needs
+            arrays.update(mu=self.mean, sigma=self.cov)
         if features is not None:
             arrays["features"] = np.asarray(features, dtype=np.float32)
         atomic_save_npz(path, **arrays)

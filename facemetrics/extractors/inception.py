@@ -70,6 +70,7 @@ class InceptionExtractor(FeatureExtractor):
         self._layers = None
         self._logit_weight = None
         self._device = "cpu"
+        self._pinned = None  # reused pinned host buffer for CUDA transfers
 
     # ---------------------------------------------------------------- weights
     @property
@@ -144,22 +145,49 @@ class InceptionExtractor(FeatureExtractor):
             "logits": "unbiased" if self.has_logits else None,
         }
 
+    def _to_device(self, arr: np.ndarray):
+        """Host batch -> device tensor. On CUDA: staged through a reused pinned buffer, copied non-blocking.
+
+        The buffer is reused only after the previous forward has synchronised
+        (its results were copied back to the host), so it is never overwritten
+        while a copy from it is in flight.
+        """
+        import torch
+
+        x = torch.from_numpy(arr)
+        if not str(self._device).startswith("cuda"):
+            return x
+        buf = self._pinned
+        if buf is None or buf.shape[1:] != x.shape[1:] or buf.shape[0] < x.shape[0]:
+            buf = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+            self._pinned = buf
+        staged = buf[: x.shape[0]]
+        staged.copy_(x)
+        return staged.to(self._device, non_blocking=True)
+
     def forward(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
         self.load(self._device)
         shift, scale = PRESET_NORMALISATION[self.preset]
-        x = torch.from_numpy(batch["image"])  # (B, H, W, 3) contiguous
+        x = self._to_device(np.ascontiguousarray(batch["image"]))  # (B, H, W, 3)
         x = x.permute(0, 3, 1, 2)  # a channels-last view, no copy
         if not self.channels_last:
             x = x.contiguous()
-        x = x.to(self._device, non_blocking=True)
-        with torch.inference_mode():
-            x = (x - shift) / scale
-            feats = self._layers(x).reshape(x.shape[0], 2048)
-            out = {"pool": feats.float().cpu().numpy()}
-            if self._logit_weight is not None:
-                out["logits"] = (feats @ self._logit_weight.T).float().cpu().numpy()
+        cuda = x.is_cuda
+        if cuda:  # full float32 convolutions and matmuls (no TF32) so GPU features match the CPU protocol
+            saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            with torch.inference_mode():
+                x = (x - shift) / scale
+                feats = self._layers(x).reshape(x.shape[0], 2048)
+                out = {"pool": feats.float().cpu().numpy()}
+                if self._logit_weight is not None:
+                    out["logits"] = (feats @ self._logit_weight.T).float().cpu().numpy()
+        finally:
+            if cuda:
+                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
         return out
 
 
