@@ -120,10 +120,16 @@ class InceptionExtractor(FeatureExtractor):
             from facemetrics.inception_net import InceptionFID, fuse_for_inference, load_fid_state
 
             net = InceptionFID()
-            load_fid_state(net, {k: v.detach().clone() for k, v in layers.state_dict().items()})
-            layers = fuse_for_inference(net)
-            if self.channels_last:
-                layers = layers.to(memory_format=torch.channels_last)
+            try:
+                load_fid_state(net, {k: v.detach().clone() for k, v in layers.state_dict().items()})
+            except ValueError:
+                # a TorchScript with `.layers` of another layout (not the FID network's
+                # parameters): run it as shipped
+                self.fused = False
+            else:
+                layers = fuse_for_inference(net)
+                if self.channels_last:
+                    layers = layers.to(memory_format=torch.channels_last)
         layers = layers.to(device)
         if self._logit_weight is not None:
             self._logit_weight = self._logit_weight.to(device)
@@ -135,6 +141,7 @@ class InceptionExtractor(FeatureExtractor):
         return functools.partial(_prep, preset=self.preset)
 
     def fingerprint(self) -> dict[str, Any]:
+        logits = "unbiased" if self.has_logits else None  # may load an unknown file (and settle `fused`)
         return {
             "extractor": self.name,
             "network": "inception-2015-12-05",
@@ -142,7 +149,7 @@ class InceptionExtractor(FeatureExtractor):
             "preset": self.preset,
             "layer": "pool3",
             "implementation": "eager, batch norm folded" if self.fused else "torchscript",
-            "logits": "unbiased" if self.has_logits else None,
+            "logits": logits,
         }
 
     def _to_device(self, arr: np.ndarray):
