@@ -315,3 +315,37 @@ def pretrained_inception(path: str | Path | None = None) -> InceptionFID:
 
 def trainable_parameters(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
     return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+
+class ConvReLU(nn.Module):
+    """A :class:`ConvBN` with its frozen batch norm folded into the convolution.
+
+    relu((conv(x, W) − mean)/√(var + eps) + beta) = relu(conv(x, W·s) + (beta − mean·s)),
+    s = 1/√(var + eps) per output channel: one oneDNN convolution with bias instead
+    of a convolution plus a batch-norm pass. Equal up to float32 rounding (~1e-6).
+    """
+
+    def __init__(self, block: ConvBN) -> None:
+        super().__init__()
+        s = torch.rsqrt(block.var.double() + BN_EPS)
+        self.register_buffer("weight", (block.weight.double() * s[:, None, None, None]).float().detach())
+        self.register_buffer("bias", (block.beta.double() - block.mean.double() * s).float().detach())
+        self.stride = [block.stride, block.stride]
+        self.padding = block.padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
+
+
+def fuse_for_inference(net: InceptionFID) -> InceptionFID:
+    """Replace every :class:`ConvBN` of ``net`` (in place) by its folded :class:`ConvReLU`.
+
+    For inference only (nothing stays trainable). With channels-last inputs this
+    runs the FID network several times faster on CPU than the TorchScript file,
+    whose mixed blocks force contiguous (NCHW) copies.
+    """
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ConvBN):
+                setattr(parent, name, ConvReLU(child))
+    return net.eval().requires_grad_(False)

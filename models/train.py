@@ -1,0 +1,554 @@
+"""Training: DAMSM stage (when the run has DAMSM encoders), then AttnGAN, exactly resumable.
+
+Steps are global: ``0 .. damsm_steps-1`` train the DAMSM encoders (BiLSTM and/or the
+image encoder; a frozen CLIP text tower stays fixed), ``damsm_steps .. damsm_steps +
+train.steps - 1`` train G and the Ds with the text encoder and DAMSM frozen (AttnGAN).
+Each GAN step: D update per stage, then one G update (adversarial terms of all stages +
+λ · matching loss on the last stage + KL), then the EMA update of G
+(``ema = d · ema + (1 − d) · G`` on parameters, buffers copied).
+
+Exact resume: a checkpoint holds every network, optimiser and grad-scaler state, the
+step, and the CPU/CUDA/NumPy/Python RNG states; batches are a pure function of
+``(seed, phase, epoch, index)`` (see :mod:`models.data`) and the data loader draws from
+a private generator. Sample grids and evaluation run under ``torch.random.fork_rng``.
+
+Run folder: ``config.yaml``, ``last.pt``, ``log.jsonl`` (one JSON object per line:
+``{"step", "phase", "losses": {...}, "lr", "steps_per_s", "time"}``, evaluation
+lines ``{"step", "gan_step", "metrics": {...}}``, event lines ``{"step", "event"}``),
+``split.json``, ``test_real.txt`` and ``real_test/`` (symlinks to the held-out real
+images), ``grids/`` (sample grids of the EMA generator on fixed captions and noise).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facemetrics.atomic import atomic_open, atomic_write_text
+from facemetrics.errors import FacemetricsError
+from models import config as C
+from models.data import load_records, make_loader, split_records
+from models.losses import clip_match_loss, d_loss, damsm_loss, g_adv_loss, kl_loss
+from models.system import CHECKPOINT_FORMAT, System, load_checkpoint, resolve_device
+
+PHASE_DAMSM, PHASE_GAN = 0, 1
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def _rng_state(device: torch.device) -> dict:
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict, device: torch.device) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["python"])
+    if device.type == "cuda" and "cuda" in st:
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def record_to_dict(r, root: Path | None) -> dict:
+    path = None if r.path is None else str(r.path)
+    rel = None
+    if r.path is not None and root is not None:
+        try:
+            rel = Path(r.path).relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            rel = None
+    return {"key": r.key, "path": path, "rel": rel, "identity": r.identity,
+            "captions": [[c.caption_id, c.text] for c in r.captions]}
+
+
+def record_from_dict(d: dict, root: str | None = None):
+    from models.data import Caption, FaceRecord
+
+    path = d["path"]
+    if root and d.get("rel"):
+        path = str(Path(root).resolve() / d["rel"])
+    return FaceRecord(d["key"], None if path is None else Path(path), d["identity"],
+                      tuple(Caption(t, i) for i, t in d["captions"]))
+
+
+def _tqdm():
+    try:
+        from tqdm import tqdm
+    except ImportError:  # minimal machines: no progress bar
+        class tqdm:  # noqa: N801
+            def __init__(self, iterable=None, *a, **k): self.iterable = iterable
+            def __iter__(self): return iter(self.iterable)
+            def update(self, n=1): pass
+            def set_postfix(self, *a, **k): pass
+            def close(self): pass
+    return tqdm
+
+
+class Trainer:
+    def __init__(self, cfg: dict, run_dir: Path, ck: dict | None = None, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.device = resolve_device(cfg["device"])
+        if cfg["clip"]["freeze"] is False and not C.needs_damsm(cfg):
+            raise FacemetricsError("clip.freeze=false trains the CLIP text tower in the DAMSM stage, and the "
+                                   "clip-clip variant has none; keep clip.freeze=true", "--set clip.freeze")
+        records = load_records(cfg)
+        self.train_recs, self.test_recs = split_records(records, cfg["data"]["test_fraction"], cfg["data"]["split_seed"])
+        if ck is not None:
+            want = ck["split"]
+            have = {"train": [r.key for r in self.train_recs], "test": [r.key for r in self.test_recs]}
+            if have["train"] != want["train"] or have["test"] != want["test"]:
+                raise FacemetricsError(
+                    f"the data under {cfg['data']['root']} gives a different train/test split than the run "
+                    "being resumed (was the data folder changed?)", "--data")
+        self.damsm_steps = cfg["damsm"]["steps"] if C.needs_damsm(cfg) else 0
+        self.total_steps = self.damsm_steps + cfg["train"]["steps"]
+        self.step = 0
+        self.amp_dtype = self._amp_dtype()
+
+        _seed_all(cfg["seed"])
+        captions = [c.text for r in self.train_recs for c in r.captions]
+        if ck is None:
+            self.system = System.for_training(cfg, captions, self.device)
+        else:
+            from models.system import system_from_checkpoint
+
+            self.system = system_from_checkpoint(ck, self.device, param="--resume")
+        s = self.system
+        self.identity_ids = torch.tensor(
+            [sorted({r.identity for r in self.train_recs}).index(r.identity) for r in self.train_recs])
+        from models.data import TrainSet
+
+        self.dataset = TrainSet(self.train_recs, s.coders, cfg["model"]["resolution"], cfg["seed"])
+        self._build_optimizers()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        if ck is not None:
+            self._load_training_state(ck)
+        # fixed grid captions/noise (held-out captions, one per image)
+        grid_recs = sorted(self.test_recs, key=lambda r: r.key)[: cfg["train"]["grid_size"]]
+        self.grid_texts = [r.captions[0].text for r in grid_recs]
+
+    # ------------------------------------------------------------------ setup
+
+    def _amp_dtype(self):
+        amp = self.cfg["train"]["amp"]
+        if amp == "off" or self.device.type != "cuda":
+            if amp in ("bf16", "fp16") and self.device.type != "cuda":
+                print(f"note: train.amp={amp} applies on CUDA only; running in float32", file=sys.stderr)
+            return None
+        if amp == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _build_optimizers(self) -> None:
+        cfg, s = self.cfg, self.system
+        t = cfg["train"]
+        betas = (t["beta1"], t["beta2"])
+        self.opt_G = torch.optim.Adam(s.G.parameters(), lr=t["g_lr"], betas=betas)
+        self.opt_Ds = [torch.optim.Adam(D.parameters(), lr=t["d_lr"], betas=betas) for D in s.Ds]
+        self.opt_E = None
+        if self.damsm_steps:
+            groups = [{"params": [p for p in s.image_encoder.parameters() if p.requires_grad],
+                       "lr": cfg["damsm"]["lr"], "base_lr": cfg["damsm"]["lr"]}]
+            if s.text_key == "lstm":
+                groups.append({"params": list(s.text_encoder.parameters()), "lr": cfg["damsm"]["lr"],
+                                "base_lr": cfg["damsm"]["lr"]})
+            elif not cfg["clip"]["freeze"]:
+                groups.append({"params": s.clip_text_parameters(), "lr": cfg["clip"]["lr"],
+                               "base_lr": cfg["clip"]["lr"]})
+            self.opt_E = torch.optim.Adam(groups, betas=(0.5, 0.999))
+
+    def _optim_state(self) -> dict:
+        return {"G": self.opt_G.state_dict(), "Ds": [o.state_dict() for o in self.opt_Ds],
+                "E": None if self.opt_E is None else self.opt_E.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def _load_training_state(self, ck: dict) -> None:
+        o = ck["optim"]
+        self.opt_G.load_state_dict(o["G"])
+        for opt, st in zip(self.opt_Ds, o["Ds"]):
+            opt.load_state_dict(st)
+        if self.opt_E is not None and o["E"] is not None:
+            self.opt_E.load_state_dict(o["E"])
+        self.scaler.load_state_dict(o["scaler"])
+        self.step = ck["step"]
+        self._resume_rng = ck["rng"]
+
+    # ------------------------------------------------------------------ files
+
+    def prepare_run_dir(self) -> None:
+        d = self.run_dir
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "grids").mkdir(exist_ok=True)
+        atomic_write_text(d / "config.yaml", C.to_yaml(self.cfg))
+        split = {"dataset": self.cfg["data"]["dataset"], "root": self.cfg["data"]["root"],
+                 "train": [r.key for r in self.train_recs], "test": [r.key for r in self.test_recs]}
+        atomic_write_text(d / "split.json", json.dumps(split, indent=1))
+        reals = [r.path for r in sorted(self.test_recs, key=lambda r: r.key) if r.path is not None]
+        atomic_write_text(d / "test_real.txt", "".join(f"{p}\n" for p in reals))
+        link_dir = d / "real_test"
+        link_dir.mkdir(exist_ok=True)
+        for p in reals:
+            link = link_dir / p.name
+            if link.is_symlink() or link.exists():
+                if link.is_symlink() and Path(os.readlink(link)) == p:
+                    continue
+                link.unlink()
+            link.symlink_to(p)
+        atomic_write_text(d / "grids" / "captions.txt", "".join(f"{i}\t{t}\n" for i, t in enumerate(self.grid_texts)))
+
+    def _count_long(self) -> dict:
+        """Training captions over the text encoder's limit (AttnGAN keeps an ordered random subset)."""
+        coder = self.system.text_coder
+        caps = [c.text for r in self.train_recs for c in r.captions]
+        return {"over_limit": sum(coder.n_tokens(t) > coder.max_tokens for t in caps), "of": len(caps),
+                "limit": coder.max_tokens}
+
+    def log(self, obj: dict) -> None:
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(obj) + "\n")
+
+    def truncate_log(self, step: int) -> None:
+        """Drop log lines written after ``step`` (a run that died after its last checkpoint)."""
+        p = self.run_dir / "log.jsonl"
+        if not p.exists():
+            return
+        keep = []
+        for line in p.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except ValueError:
+                continue
+        atomic_write_text(p, "".join(x + "\n" for x in keep))
+
+    def save_checkpoint(self) -> Path:
+        s = self.system
+        ck = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.cfg,
+            "variant": C.variant(self.cfg),
+            "step": self.step,
+            "gan_step": max(0, self.step - self.damsm_steps),
+            "damsm_steps": self.damsm_steps,
+            "coders": s.coder_states(),
+            "clip": s.clip_info,
+            "state": s.state(),
+            "optim": self._optim_state(),
+            "rng": _rng_state(self.device),
+            "split": {"train": [r.key for r in self.train_recs], "test": [r.key for r in self.test_recs]},
+            "test_records": [record_to_dict(r, self.cfg["data"]["root"]) for r in self.test_recs],
+            "torch_version": torch.__version__,
+        }
+        path = self.run_dir / "last.pt"
+        with atomic_open(path, "wb") as f:
+            torch.save(ck, f)
+        return path
+
+    # ------------------------------------------------------------------ steps
+
+    def _set_damsm_lr(self, step: int) -> float:
+        bs = self.cfg["damsm"]["batch_size"]
+        epoch = step // max(1, len(self.dataset) // bs)
+        d = self.cfg["damsm"]
+        lr = None
+        for g in self.opt_E.param_groups:
+            g["lr"] = max(g["base_lr"] * d["lr_decay"] ** epoch, g["base_lr"] / 10.0)
+            lr = lr if lr is not None else g["lr"]
+        return lr
+
+    def damsm_step(self, batch, step: int) -> dict[str, float]:
+        s, cfg = self.system, self.cfg
+        imgs, ids, index = batch
+        lr = self._set_damsm_lr(step)
+        s.image_encoder.train()
+        train_text = s.text_key == "lstm" or not cfg["clip"]["freeze"]
+        s.text_encoder.train(train_text)
+        self.opt_E.zero_grad(set_to_none=True)
+        with torch.set_grad_enabled(train_text):
+            words, sent, mask = s.encode_text(ids, cached=not train_text)
+        regions, code = s.image_encoder(imgs[-1].to(self.device))
+        loss, parts = damsm_loss(regions, code, words, sent, mask, self.identity_ids[index].to(self.device), cfg["damsm"])
+        self._check_finite(loss, "DAMSM loss", step)
+        loss.backward()
+        if s.text_key == "lstm":
+            torch.nn.utils.clip_grad_norm_(s.text_encoder.parameters(), cfg["damsm"]["grad_clip"])
+        self.opt_E.step()
+        return {"damsm": loss.item(), **parts, "lr": lr}
+
+    def _enter_gan_phase(self) -> None:
+        s = self.system
+        s.text_encoder.eval()
+        for p in s.text_encoder.parameters():
+            p.requires_grad_(False)
+        if s.image_encoder is not None:
+            s.image_encoder.eval()
+            for p in s.image_encoder.parameters():
+                p.requires_grad_(False)
+        if s.clip_model is not None:
+            s.clip_model.eval()
+        s.G.train()
+        s.Ds.train()
+
+    def _check_finite(self, loss: torch.Tensor, what: str, step: int) -> None:
+        if not torch.isfinite(loss.detach()).all():
+            raise NonFiniteLoss(f"{what} is not finite at step {step}; lower the learning rates or disable AMP "
+                                "(--set train.amp=off); the last checkpoint is intact")
+
+    def gan_step(self, batch, step: int) -> dict[str, float]:
+        s, cfg = self.system, self.cfg
+        imgs, ids, index = batch
+        imgs = [x.to(self.device, non_blocking=True) for x in imgs]
+        cls = self.identity_ids[index].to(self.device)
+        B = imgs[0].size(0)
+        with torch.no_grad():
+            words, sent, mask = s.encode_text(ids, cached=True)
+            words, sent = words.float(), sent.float()
+            clip_txt = None
+            if cfg["loss"]["matching"] == "clip":
+                clip_txt = sent if s.text_key == "clip" else s.clip_sentence(ids, cached=True).float()
+        z = torch.randn(B, cfg["model"]["z_dim"], device=self.device)
+        with self._autocast():
+            fakes, _, mu, logvar = s.G(z, sent, words, mask)
+        # ---- D
+        err_d = 0.0
+        for D, opt, real, fake in zip(s.Ds, self.opt_Ds, imgs, fakes):
+            opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                ld = d_loss(D, real, fake, sent)
+            self._check_finite(ld, "D loss", step)
+            self.scaler.scale(ld).backward()
+            self.scaler.step(opt)
+            err_d += ld.item()
+        # ---- G
+        for p in s.Ds.parameters():
+            p.requires_grad_(False)
+        self.opt_G.zero_grad(set_to_none=True)
+        lam = cfg["loss"]["lambda"]
+        parts: dict[str, float] = {}
+        with self._autocast():
+            adv = sum(g_adv_loss(D, fake, sent) for D, fake in zip(s.Ds, fakes))
+            if cfg["loss"]["matching"] == "damsm":
+                regions, code = s.image_encoder(fakes[-1])
+                match, mp = damsm_loss(regions, code, words, sent, mask, cls, cfg["damsm"])
+                parts.update({k: lam * v for k, v in mp.items()})
+            else:
+                from models.text import clip_image_features
+
+                match = clip_match_loss(clip_image_features(s.clip_model, fakes[-1]), clip_txt, cls,
+                                        cfg["loss"]["clip_gamma"])
+                parts["clip_loss"] = lam * match.item()
+            kl = kl_loss(mu, logvar)
+            total = adv + lam * match + cfg["loss"]["kl_weight"] * kl
+        self._check_finite(total, "G loss", step)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.opt_G)
+        self.scaler.update()
+        for p in s.Ds.parameters():
+            p.requires_grad_(True)
+        self._ema_update()
+        return {"d_loss": err_d, "g_adv": float(adv.item()), "match": lam * float(match.item()),
+                "kl": float(kl.item()), "g_total": float(total.item()), **parts}
+
+    @torch.no_grad()
+    def _ema_update(self) -> None:
+        d = self.cfg["train"]["ema_decay"]
+        G, E = self.system.G, self.system.G_ema
+        ema_p = list(E.parameters())
+        torch._foreach_lerp_(ema_p, [p.detach() for p in G.parameters()], 1.0 - d)
+        for b_e, b in zip(E.buffers(), G.buffers()):
+            b_e.copy_(b)
+
+    # ------------------------------------------------------------------ periodic
+
+    def write_grid(self, gan_step: int) -> Path | None:
+        from models.evaluate import sample, save_grid
+
+        if not self.grid_texts:
+            return None
+        devs = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devs):
+            imgs, _ = sample(self.system, self.grid_texts, seed=self.cfg["seed"] + 1, batch_size=32)
+        path = self.run_dir / "grids" / f"step_{gan_step:07d}.png"
+        save_grid(imgs, path)
+        return path
+
+    def run_eval(self, gan_step: int) -> dict:
+        from models.evaluate import evaluate
+
+        t0 = time.time()
+        res = evaluate(self.system, self.test_recs, self.run_dir / "real_test", self.run_dir / "eval" / f"step_{gan_step:07d}",
+                       seed=self.cfg["seed"] + 2, limit=self.cfg["train"]["eval_images"],
+                       fid=self.cfg["train"]["eval_fid"])
+        res["seconds"] = round(time.time() - t0, 2)
+        self.log({"step": self.step, "gan_step": gan_step, "metrics": res})
+        return res
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self, stop_at: int | None = None, max_minutes: float | None = None) -> dict[str, Any]:
+        """Train until ``train.steps`` GAN steps (or ``stop_at`` global step, or the time limit)."""
+        tqdm = _tqdm()
+
+        cfg = self.cfg
+        t = cfg["train"]
+        self.prepare_run_dir()
+        resumed = hasattr(self, "_resume_rng")
+        if resumed:
+            self.truncate_log(self.step)
+            _set_rng_state(self._resume_rng, self.device)
+            self.log({"step": self.step, "event": "resume"})
+        else:
+            self.log({"step": 0, "event": "start", "variant": C.variant(cfg), "device": str(self.device),
+                      "n_train": len(self.train_recs), "n_test": len(self.test_recs),
+                      "damsm_steps": self.damsm_steps, "gan_steps": t["steps"],
+                      "amp": str(self.amp_dtype), "clip": self.system.clip_info,
+                      "long_train_captions": self._count_long()})
+        end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+        limit = max_minutes if max_minutes is not None else t["max_minutes"]
+        t_start = time.time()
+        status = "done" if end == self.total_steps else "stopped"
+        bar = tqdm(total=end, initial=self.step, disable=not self.progress, file=sys.stderr, unit="step",
+                   dynamic_ncols=True)
+        acc: dict[str, float] = {}
+        n_acc, t_log = 0, time.time()
+        nw = cfg["data"]["num_workers"]
+        try:
+            # ---- DAMSM stage
+            if self.step < min(end, self.damsm_steps):
+                loader = make_loader(self.dataset, cfg["damsm"]["batch_size"], cfg["seed"], PHASE_DAMSM,
+                                     self.step, min(end, self.damsm_steps), nw)
+                for batch in loader:
+                    parts = self.damsm_step(batch, self.step)
+                    self.step += 1
+                    acc, n_acc, t_log = self._after_step("damsm", parts, acc, n_acc, t_log, bar)
+                    if limit and time.time() - t_start > 60 * limit:
+                        status = "time limit"
+                        break
+            if status != "time limit" and self.step >= self.damsm_steps and self.step < end:
+                self._enter_gan_phase()
+                g0 = self.step - self.damsm_steps
+                if g0 == 0:
+                    self._periodic(0)
+                loader = make_loader(self.dataset, t["batch_size"], cfg["seed"], PHASE_GAN, g0,
+                                     end - self.damsm_steps, nw)
+                for batch in loader:
+                    parts = self.gan_step(batch, self.step)
+                    self.step += 1
+                    acc, n_acc, t_log = self._after_step("gan", parts, acc, n_acc, t_log, bar)
+                    self._periodic(self.step - self.damsm_steps)
+                    if limit and time.time() - t_start > 60 * limit:
+                        status = "time limit"
+                        break
+            elif self.step >= self.damsm_steps:
+                self._enter_gan_phase()
+        finally:
+            bar.close()
+        if n_acc:
+            self._flush_log(acc, n_acc, t_log, "gan" if self.step > self.damsm_steps else "damsm")
+        gan_step = max(0, self.step - self.damsm_steps)
+        if self.step == self.total_steps and t["eval_every"] and gan_step % t["eval_every"]:
+            self.run_eval(gan_step)
+        if self.step >= self.damsm_steps and t["sample_every"] and gan_step % t["sample_every"]:
+            self.write_grid(gan_step)
+        path = self.save_checkpoint()
+        self.log({"step": self.step, "event": status, "seconds": round(time.time() - t_start, 2)})
+        return {"status": status, "step": self.step, "gan_step": gan_step, "checkpoint": str(path)}
+
+    def _after_step(self, phase, parts, acc, n_acc, t_log, bar):
+        for k, v in parts.items():
+            acc[k] = acc.get(k, 0.0) + float(v)
+        n_acc += 1
+        bar.update(1)
+        if self.progress and phase == "gan":
+            bar.set_postfix(d=f"{parts['d_loss']:.2f}", g=f"{parts['g_total']:.2f}", refresh=False)
+        elif self.progress:
+            bar.set_postfix(damsm=f"{parts['damsm']:.2f}", refresh=False)
+        every = self.cfg["train"]["log_every"]
+        if every and self.step % every == 0:
+            self._flush_log(acc, n_acc, t_log, phase)
+            acc, n_acc, t_log = {}, 0, time.time()
+        ce = self.cfg["train"]["checkpoint_every"]
+        if ce and self.step % ce == 0 and self.step < self.total_steps:
+            self.save_checkpoint()
+        return acc, n_acc, t_log
+
+    def _flush_log(self, acc, n_acc, t_log, phase) -> None:
+        dt = max(time.time() - t_log, 1e-9)
+        losses = {k: v / n_acc for k, v in acc.items() if k != "lr"}
+        rec = {"step": self.step, "phase": phase, "losses": losses, "steps": n_acc,
+               "steps_per_s": round(n_acc / dt, 4), "time": round(time.time(), 3)}
+        if "lr" in acc:
+            rec["lr"] = acc["lr"] / n_acc
+        self.log(rec)
+
+    def _periodic(self, gan_step: int) -> None:
+        t = self.cfg["train"]
+        if t["sample_every"] and gan_step % t["sample_every"] == 0:
+            self.write_grid(gan_step)
+        if t["eval_every"] and gan_step % t["eval_every"] == 0:
+            self.run_eval(gan_step)
+
+
+def train(cfg: dict, run_dir: str | Path, *, progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
+    """Start a new run in ``run_dir`` (refuses a folder that already holds a checkpoint)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "last.pt").exists():
+        raise FacemetricsError(f"{run_dir} already holds a run (last.pt); continue it with --resume {run_dir} "
+                               "or choose another --out", "--out")
+    return Trainer(cfg, run_dir, None, progress).run(stop_at=stop_at)
+
+
+def resume(run_dir: str | Path, overrides: dict | None = None, *, config_file_cfg: dict | None = None,
+           progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` from ``last.pt``. ``overrides`` (a nested dict) may change
+    only :data:`models.config.RESUME_MUTABLE` keys; ``config_file_cfg`` (a config the user also
+    passed) must describe the same variant and training."""
+    run_dir = Path(run_dir)
+    ck = load_checkpoint(str(run_dir), param="--resume")
+    cfg = ck["config"]
+    if config_file_cfg is not None:
+        if C.variant(config_file_cfg) != C.variant(cfg):
+            raise FacemetricsError(
+                f"--config describes variant {C.variant(config_file_cfg)} but the run in {run_dir} is "
+                f"{C.variant(cfg)}; a checkpoint cannot change variant", "--config")
+        bad = [k for k in C.diff(cfg, config_file_cfg) if k not in C.RESUME_MUTABLE]
+        if bad:
+            raise FacemetricsError(f"--config differs from the run being resumed in {', '.join(bad)}; "
+                                   "these cannot change on resume", "--config")
+        cfg = config_file_cfg
+    if overrides:
+        new = C.merge(cfg, overrides, "overrides", "--set")
+        bad = [k for k in C.diff(cfg, new) if k not in C.RESUME_MUTABLE]
+        if bad:
+            raise FacemetricsError(f"cannot change {', '.join(bad)} when resuming (only "
+                                   f"{', '.join(sorted(C.RESUME_MUTABLE))})", "--set")
+        cfg = new
+    C.validate(cfg)
+    ck["config"] = cfg
+    if ck["step"] >= cfg["damsm"]["steps"] * C.needs_damsm(cfg) + cfg["train"]["steps"]:
+        print(f"note: {run_dir} already finished {ck['step']} steps; raise train.steps to continue", file=sys.stderr)
+    return Trainer(cfg, run_dir, ck, progress).run(stop_at=stop_at)

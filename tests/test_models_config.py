@@ -1,0 +1,54 @@
+"""Config loading: defaults, files, overrides, validation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facemetrics.errors import FacemetricsError
+from models import config as C
+
+CONFIGS = Path(__file__).resolve().parents[1] / "models" / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_shipped_configs_load(name):
+    cfg = C.build_config(CONFIGS / name)
+    assert C.variant(cfg) in {"lstm-damsm", "lstm-clip", "clip-damsm", "clip-clip"}
+
+
+def test_overrides_apply_in_order_and_are_typed():
+    cfg = C.build_config(None, ["train.steps=7", "loss.lambda=2", "clip.pretrained=/x.pt", "train.steps=9"])
+    assert cfg["train"]["steps"] == 9 and cfg["loss"]["lambda"] == 2.0 and isinstance(cfg["loss"]["lambda"], float)
+    assert cfg["clip"]["pretrained"] == "/x.pt" and C.DEFAULTS["train"]["steps"] == 20000
+
+
+@pytest.mark.parametrize("item,msg", [
+    ("train.stesp=3", "did you mean train.steps"),
+    ("text.encoder=gru", "must be one of lstm, clip"),
+    ("train.amp=true", "must be str"),
+    ("train.batch_size=1", "must be >= 2"),
+    ("data.test_fraction=1.5", "must be in (0, 1)"),
+    ("train", "must look like key.sub=value"),
+    ("model=3", "must be a mapping"),
+])
+def test_bad_overrides(item, msg):
+    with pytest.raises(FacemetricsError, match=msg.replace("(", r"\(").replace(")", r"\)")) as e:
+        C.build_config(None, [item])
+    assert e.value.param == "--set"
+
+
+def test_bad_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train: [1, 2\n")
+    with pytest.raises(FacemetricsError, match="not valid YAML"):
+        C.build_config(p)
+    with pytest.raises(FacemetricsError, match="config file not found"):
+        C.build_config(tmp_path / "missing.yaml")
+
+
+def test_variant_stages():
+    cfg = C.build_config(None, ["text.encoder=clip", "loss.matching=clip"])
+    assert not C.needs_damsm(cfg) and C.needs_clip(cfg)
+    cfg = C.build_config(None, ["loss.matching=clip"])
+    assert C.needs_damsm(cfg) and C.needs_clip(cfg)  # the LSTM is trained by DAMSM
