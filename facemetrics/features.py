@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ def _decode_and_prep(source: ImageSource, name: str, preps: list) -> tuple[str, 
     try:
         img = load_rgb(source, name)
     except DECODE_ERRORS as e:
-        return name, None, f"{type(e).__name__}: {e}"
+        # PIL names the in-memory buffer with its address; drop it so records are reproducible
+        return name, None, re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(e).__name__}: {e}")
     return name, [p(img) for p in preps], None
 
 
