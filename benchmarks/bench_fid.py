@@ -170,6 +170,9 @@ rounds, each case in a fresh process. Wall = the scoring call; ratio = clean-fid
 | facemetrics, cold cache | {med['fm_cold']:.1f} | {statistics.median(ratio['fm_cold']):.2f}× ({min(ratio['fm_cold']):.2f}–{max(ratio['fm_cold']):.2f}) | {rss['fm_cold']:.0f} |
 | facemetrics, real folder's features cached | {med['fm_real_warm']:.1f} | {statistics.median(ratio['fm_real_warm']):.2f}× ({min(ratio['fm_real_warm']):.2f}–{max(ratio['fm_real_warm']):.2f}) | {rss['fm_real_warm']:.0f} |
 
+Peak RSS is the scoring process's own (clean-fid's decode worker processes are not included).
+The machine was shared with other jobs during the run: quote the ratios, not the seconds.
+
 FID: clean-fid {fid_cf:.6f}, facemetrics {fid_fm:.6f} (relative difference {abs(fid_cf - fid_fm) / fid_cf:.2e}).
 
 Fréchet step alone at 2048-d (covariances of the real features' two halves): eigh form
