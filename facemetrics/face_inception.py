@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.weights import sha256_file  # noqa: F401  (re-exported for finetune/extractor)
 
 FORMAT = "facemetrics.face-inception/1"
 TRAIN_STATE_FORMAT = "facemetrics.face-inception-train-state/1"
@@ -99,13 +100,6 @@ def build_model(n_outputs: int, dropout: float = 0.0):
 
 
 # --------------------------------------------------------------------------- checkpoint I/O
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file (the core's memoised :func:`facemetrics.weights.sha256_file`)."""
-    from facemetrics.weights import sha256_file as core_sha256
-
-    return core_sha256(path)
-
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through an atomic write (a reader never sees a partial file)."""

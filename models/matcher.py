@@ -16,7 +16,6 @@ embedding and text embedding; random weights unless the run loaded a pretrained 
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.weights import sha256_file
 
 
 class Matcher:
@@ -123,14 +123,6 @@ class Matcher:
         return torch.cat(rows).numpy().astype(np.float32) if rows else np.zeros((0, 0), np.float32)
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def matcher_for_system(system, kind: str | None = None, identity: dict | None = None) -> Matcher:
     from models import config as C
 
@@ -149,5 +141,5 @@ def load_matcher(checkpoint_path: str, device: str = "cpu", kind: str | None = N
     ck = load_checkpoint(checkpoint_path, param="--matcher")
     system = system_from_checkpoint(ck, dev, param="--matcher")
     system.eval()
-    ident = {"checkpoint_sha256": _sha256(ck["path"]), "step": ck["step"], "checkpoint": str(Path(ck["path"]).name)}
+    ident = {"checkpoint_sha256": sha256_file(ck["path"]), "step": ck["step"], "checkpoint": str(Path(ck["path"]).name)}
     return matcher_for_system(system, kind, ident)

@@ -26,7 +26,6 @@ architecture (e.g. ``ViT-B-32-quickgelu``).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -35,24 +34,7 @@ import numpy as np
 
 from facemetrics.errors import FacemetricsError, WeightsNotFoundError
 from facemetrics.matchers.base import Matcher
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (memoised by path, size and mtime)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    hit = _SHA_CACHE.get(key)
-    if hit is None:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        hit = _SHA_CACHE[key] = h.hexdigest()
-    return hit
-
+from facemetrics.weights import sha256_file
 
 def _quickgelu_arch(arch: str) -> str:
     import open_clip
