@@ -202,11 +202,18 @@ Notes
   matcher = the run's own frozen DAMSM (BiLSTM or CLIP text + CNN image encoder) or CLIP; chance
   level is 0.01. The "real held-out images" row scores the matcher itself on the real images the
   captions describe: near chance means the matcher is undertrained at this budget (AttnGAN trains
-  DAMSM for ~600 epochs; a short CPU run gives it ~10), and the generated rows cannot say more.
+  DAMSM for ~600 epochs; a bounded CPU stage gives it tens).
+- Generated rows can score *above* the real images with the run's own matcher: G is trained with
+  λ · (DAMSM or CLIP matching loss) against these very frozen encoders, so it learns what this
+  matcher rewards, which need not be what the caption says. With the matcher near chance on real
+  images, a high generated R-precision measures that optimisation, not text fidelity; an
+  independent matcher (pretrained CLIP via `facemetrics score --metrics rprec --matcher clip:...`)
+  avoids the bias, but none is available offline here.
 - "wall min" is the training time (DAMSM + GAN, including step-0/final sample grids); evaluation
   time is extra.
-- FSD/FSS: "n/a" when the face-metrics code (facemetrics.face_scoring) is not in the checkout
-  that ran this script.
+- FSD/FSS: dlib face-descriptor L2 distance / cosine similarity between each generated image and
+  the real image of its caption (`facemetrics score --pairs`), averaged; "n/a" when the
+  face-metrics code (facemetrics.face_scoring) is not in the checkout that ran this script.
 - No pretrained CLIP weights exist offline here: the clip variants use a randomly initialised
   ViT-B-32 (seed clip.init_seed); its text features are random projections of the BPE tokens.{grids}
 """
