@@ -153,44 +153,34 @@ def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None,
     return _side_from_images(path, ex, param, opts, ctx, features, logits)
 
 
-def _accepts(fn, name: str) -> bool:
-    import inspect
-
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def shared_pass_extractors(face: list[str], text: list[str], *, face_model: str, face_align: str,
                            face_weights: str | None, matcher: str | None, device: str,
                            batch_size: int) -> dict[str, FeatureExtractor]:
     """Extractors of the face/text metric families that join FAKE's single decode pass.
 
-    SEAM (issue item 3). A family joins the shared pass when its scoring function
-    accepts ``fake_extraction`` (a whole-FAKE :class:`~facemetrics.features.Extraction`
-    of its extractor: names, failures, rows in file order, gathered under torchrun)
-    and its module provides the extractor builder:
+    The pass hands each family a whole-FAKE :class:`~facemetrics.features.Extraction` of
+    its extractor (names, failures, rows in file order, gathered under torchrun):
 
-    * face: ``face_scoring.build_face_embedder(face_model, face_align, weights)``,
+    * face: ``face_scoring.build_face_embedder(face_model, face_align, weights)``, read by
       ``score_face(..., fake_extraction=...)``;
-    * text: ``text_scoring.build_image_extractor(matcher_spec, device=..., batch_size=...)``
-      (the matcher's image tower as a FeatureExtractor), ``score_text(..., fake_extraction=...)``.
+    * text: ``text_scoring.build_image_extractor(matcher_spec, ...)`` (the matcher's image
+      tower, :class:`~facemetrics.matchers.extractor.MatcherImageExtractor`), read by
+      ``score_text(..., fake_extraction=..., matcher=...)``. A matcher whose image path does
+      not split (``image_preprocessor()`` is None) reads FAKE on its own.
 
-    A family that does not (yet) offer both reads FAKE on its own, as before.
     Returns {"face"|"text": extractor}.
     """
     out: dict[str, FeatureExtractor] = {}
     if face:
         from facemetrics import face_scoring
 
-        if _accepts(face_scoring.score_face, "fake_extraction") and hasattr(face_scoring, "build_face_embedder"):
-            out["face"] = face_scoring.build_face_embedder(face_model, face_align, face_weights)
+        out["face"] = face_scoring.build_face_embedder(face_model, face_align, face_weights)
     if text:
         from facemetrics import text_scoring
 
-        if _accepts(text_scoring.score_text, "fake_extraction") and hasattr(text_scoring, "build_image_extractor"):
-            out["text"] = text_scoring.build_image_extractor(matcher, device=device, batch_size=batch_size)
+        ex = text_scoring.build_image_extractor(matcher, device=device, batch_size=batch_size)
+        if ex is not None:
+            out["text"] = ex
     return out
 
 
@@ -354,6 +344,7 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                 extra = {}
                 if "text" in shared and fake_side is not None:
                     extra["fake_extraction"] = fake_side.extraction(shared["text"].name)
+                    extra["matcher"] = shared["text"].matcher
                 res, w = score_text(pair_rows, fake_src, metrics=set(text), matcher_spec=matcher, seed=seed,
                                     batch_size=batch_size, device=device, progress=progress, strict=strict,
                                     **extra)
