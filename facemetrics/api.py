@@ -9,13 +9,16 @@ from __future__ import annotations
 import warnings as _warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors.base import FeatureExtractor
 from facemetrics.result import MetricResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facemetrics.images import ImageSource
 
 #: metrics computed from the Inception-type extractor
 INCEPTION_METRICS = ("fid", "kid", "is")
@@ -184,6 +187,22 @@ def shared_pass_extractors(face: list[str], text: list[str], *, face_model: str,
     return out
 
 
+def _real_folder_for_face(real: str, pairs, ctx) -> ImageSource | None:
+    """REAL's image source when it is a folder whose every image is some pair's real image
+    (e.g. a run's ``real_test``), so one pass can feed Inception and the face embedder
+    without embedding faces nobody asked for; None otherwise (statistics, zips, other sets)."""
+    import os
+
+    from facemetrics.images import scan
+
+    p = Path(real)
+    if not p.is_dir() or not pairs:
+        return None
+    src = ctx.run_agreed("reading REAL", lambda: scan(real, "REAL"))
+    wanted = {os.path.realpath(r.real) for r in pairs if r.real is not None}
+    return src if src.names and all(os.path.realpath(src.root / n) in wanted for n in src.names) else None
+
+
 def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), preset: str = "clean",
           inception_weights: str | None = None, extractor: str | None = None, batch_size: int = 32,
           workers: int | None = None, device: str = "cpu", seed: int = 0, cache: bool = True,
@@ -277,6 +296,13 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
         if fake_exts:
             fake_side = extract_side(fake_src, fake_exts, ctx, param="FAKE",
                                      desc="fake " + "+".join(e.name for e in fake_exts), **opts)
+        pair_rows = None
+        if face or text:
+            from facemetrics.captions import load_pairs
+
+            real_root = Path(real) if (Path(real).is_dir() or Path(real).suffix.lower() == ".zip") else None
+            pair_rows = ctx.run_agreed("reading --pairs", lambda: load_pairs(pairs, fake_src.root, real_root))
+        real_extraction = None
         if inc:
             assert ex is not None and fake_side is not None
             fk = _inception_features(fake_side, ex, "FAKE", features="kid" in inc, logits="is" in inc)
@@ -285,7 +311,15 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
             protocol["dims"] = fk.stats.dims
             rl = None
             if "fid" in inc or "kid" in inc:
-                rl = load_side(real, ex, "REAL", opts, ctx, features="kid" in inc, logits=False)
+                real_src = _real_folder_for_face(real, pair_rows, ctx) if "face" in shared else None
+                if real_src is not None:  # REAL = the pairs' real images: one pass for Inception + face
+                    real_exts = [ex, shared["face"]]
+                    real_side = extract_side(real_src, real_exts, ctx, param="REAL",
+                                             desc="real " + "+".join(e.name for e in real_exts), **opts)
+                    rl = _inception_features(real_side, ex, "REAL", features="kid" in inc, logits=False)
+                    real_extraction = (real_src, real_side.extraction(shared["face"].name))
+                else:
+                    rl = load_side(real, ex, "REAL", opts, ctx, features="kid" in inc, logits=False)
                 real_info = source_info(rl.path, rl.kind, rl.n, rl.content_sha256)
                 failed["real"] = rl.failed
 
@@ -317,10 +351,7 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
             # pure computations on data every rank holds: rank 0 computes, every rank receives
             results.update(ctx.on_main("computing FID/KID/IS", inception_metrics))
         if face or text:
-            from facemetrics.captions import load_pairs
-
-            real_root = Path(real) if (Path(real).is_dir() or Path(real).suffix.lower() == ".zip") else None
-            pair_rows = ctx.run_agreed("reading --pairs", lambda: load_pairs(pairs, fake_src.root, real_root))
+            assert pair_rows is not None
             if fake_info is None:
                 fake_info = source_info(fake_src.root, fake_src.kind, len(pair_rows), None)
             if face:
@@ -329,6 +360,8 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                 extra = {}
                 if "face" in shared and fake_side is not None:
                     extra["fake_extraction"] = fake_side.extraction(shared["face"].name)
+                if real_extraction is not None:
+                    extra["real_extraction"] = real_extraction
                 res, w = score_face(pair_rows, fake_src, face_model=face_model, face_align=face_align,
                                     weights=face_weights, **{k: v for k, v in opts.items() if k != "workers_kind"},
                                     **extra)

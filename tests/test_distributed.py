@@ -366,7 +366,8 @@ def test_process_workers_equal_thread_workers(faces):
 # --------------------------------------------------------------------------- one decode pass (item 3)
 
 def test_one_pass_feeds_inception_and_face_embedder(data_dir, tmp_path, monkeypatch):
-    """score(fid, fsd, fss) decodes FAKE once for Inception and dlib together; values equal score_face alone."""
+    """score(fid, fsd, fss) decodes FAKE once for Inception and dlib together, and REAL once when its
+    images are the pairs' real images; values equal score_face alone."""
     import facemetrics.images as images
     from facemetrics.api import score
     from facemetrics.captions import load_pairs
@@ -388,14 +389,21 @@ def test_one_pass_feeds_inception_and_face_embedder(data_dir, tmp_path, monkeypa
     orig = images.decode_rgb
     monkeypatch.setattr(images, "decode_rgb", lambda data: decoded.append(1) or orig(data))
     rec = score(str(real), str(fake), metrics="fid,fsd,fss", pairs=str(pairs), progress=False, cache=False)
-    # FAKE once for both networks (4), REAL for Inception (4) and for the face embedder (4): not 16
-    assert len(decoded) == 12
+    # FAKE once for both networks (4), REAL once for both (4): not 16 (one command per metric)
+    assert len(decoded) == 8
+    # REAL with an image no pair uses: Inception reads REAL (5), the face embedder only the pairs' 4
+    extra = root / people[0] / f"{people[0]}_0002.jpg"
+    (real / "extra.jpg").symlink_to(extra)
+    decoded.clear()
+    rec2 = score(str(real), str(fake), metrics="fid,fsd,fss", pairs=str(pairs), progress=False, cache=False)
+    assert len(decoded) == 4 + 5 + 4
     monkeypatch.setattr(images, "decode_rgb", orig)
     alone, _ = score_face(load_pairs(str(pairs), fake.resolve(), real), images.scan(fake), progress=False,
                           cache=False)
     for m in ("fsd", "fss"):
         assert rec["metrics"][m]["value"] == pytest.approx(alone[m].value, rel=1e-12)
-        assert rec["metrics"][m]["n"] == alone[m].n == 4
+        assert rec2["metrics"][m]["value"] == pytest.approx(alone[m].value, rel=1e-12)
+        assert rec["metrics"][m]["n"] == rec2["metrics"][m]["n"] == alone[m].n == 4
 
 
 def _face2text_fake(data_dir: Path, tmp_path: Path, n: int) -> tuple[Path, Path, Path]:
@@ -457,7 +465,7 @@ def test_one_pass_feeds_the_clip_matcher_too(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(images, "decode_rgb", lambda data: decoded.append(1) or orig(data))
     rec = score(str(r6), str(f6), metrics="fid,fsd,clipscore", pairs=str(p6), matcher=spec, progress=False,
                 cache=False)
-    # FAKE once for Inception + dlib + CLIP (6), REAL for Inception (6) and the face embedder (6);
-    # CLIP reading FAKE on its own would make it 24
-    assert len(decoded) == 18
+    # FAKE once for Inception + dlib + CLIP (6), REAL once for Inception + dlib (6);
+    # CLIP reading FAKE on its own would add 6
+    assert len(decoded) == 12
     assert set(rec["metrics"]) >= {"fid", "fsd", "clipscore"}
