@@ -87,8 +87,10 @@ def _assert_same_run(single: Path, ddp: Path) -> None:
 @pytest.mark.parametrize("text,matching", [("lstm", "damsm"), ("clip", "clip")])
 def test_torchrun_training_equals_single_process(tmp_path, text, matching):
     """lstm-damsm covers the DAMSM stage (dropout, image-encoder batch norm, matching over the
-    global batch); clip-clip the CLIP matching loss; both the mismatched-caption D term."""
-    cfg = _config(tmp_path, **{"text.encoder": text, "loss.matching": matching})
+    global batch) and periodic grids + evaluation (rank 0 alone); clip-clip the CLIP matching
+    loss; both the mismatched-caption D term."""
+    periodic = {"train.eval_every": 2, "train.sample_every": 2} if text == "lstm" else {}
+    cfg = _config(tmp_path, **{"text.encoder": text, "loss.matching": matching, **periodic})
     one, two = tmp_path / "one", tmp_path / "two"
     r1 = _ok(_run(["--config", cfg, "--out", one, "--quiet", "--threads", "1"], 1))
     r2 = _ok(_run(["--config", cfg, "--out", two, "--quiet", "--threads", "1"], 2))
@@ -99,6 +101,14 @@ def test_torchrun_training_equals_single_process(tmp_path, text, matching):
     assert start["event"] == "start" and start["world_size"] == 2
     # one log, written by rank 0 only: as many lines as the single-process run's
     assert len((two / "log.jsonl").read_text().splitlines()) == len((one / "log.jsonl").read_text().splitlines())
+    if periodic:
+        evals = [[json.loads(x)["metrics"] for x in (d / "log.jsonl").read_text().splitlines() if '"metrics"' in x]
+                 for d in (one, two)]
+        assert len(evals[0]) == len(evals[1]) == 3  # GAN steps 0, 2, 4
+        for a, b in zip(*evals):
+            assert b["fid"]["value"] == pytest.approx(a["fid"]["value"], rel=1e-3)
+        assert sorted(p.name for p in (two / "grids").glob("step_*.png")) == \
+            sorted(p.name for p in (one / "grids").glob("step_*.png"))
 
 
 def test_resume_with_another_world_size_continues_the_same_run(tmp_path):
