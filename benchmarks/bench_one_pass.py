@@ -15,9 +15,8 @@ checks that every metric's value is the same either way.
       [--repeats 3] [--device cuda] [-- extra score options]
 
 With fid,kid only both modes already share the Inception pass inside one command;
-the face (fsd/fss) and CLIP (rprec/clipscore) extractors join the same pass once
-their scoring functions accept ``fake_extraction`` (see
-``facemetrics.api.shared_pass_extractors``).
+the face embedder (fsd/fss) and the matcher's image tower (rprec/clipscore) join the
+same pass (``facemetrics.api.shared_pass_extractors``).
 """
 from __future__ import annotations
 

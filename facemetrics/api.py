@@ -9,13 +9,16 @@ from __future__ import annotations
 import warnings as _warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors.base import FeatureExtractor
 from facemetrics.result import MetricResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facemetrics.images import ImageSource
 
 #: metrics computed from the Inception-type extractor
 INCEPTION_METRICS = ("fid", "kid", "is")
@@ -153,45 +156,51 @@ def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None,
     return _side_from_images(path, ex, param, opts, ctx, features, logits)
 
 
-def _accepts(fn, name: str) -> bool:
-    import inspect
-
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def shared_pass_extractors(face: list[str], text: list[str], *, face_model: str, face_align: str,
                            face_weights: str | None, matcher: str | None, device: str,
                            batch_size: int) -> dict[str, FeatureExtractor]:
     """Extractors of the face/text metric families that join FAKE's single decode pass.
 
-    SEAM (issue item 3). A family joins the shared pass when its scoring function
-    accepts ``fake_extraction`` (a whole-FAKE :class:`~facemetrics.features.Extraction`
-    of its extractor: names, failures, rows in file order, gathered under torchrun)
-    and its module provides the extractor builder:
+    The pass hands each family a whole-FAKE :class:`~facemetrics.features.Extraction` of
+    its extractor (names, failures, rows in file order, gathered under torchrun):
 
-    * face: ``face_scoring.build_face_embedder(face_model, face_align, weights)``,
+    * face: ``face_scoring.build_face_embedder(face_model, face_align, weights)``, read by
       ``score_face(..., fake_extraction=...)``;
-    * text: ``text_scoring.build_image_extractor(matcher_spec, device=..., batch_size=...)``
-      (the matcher's image tower as a FeatureExtractor), ``score_text(..., fake_extraction=...)``.
+    * text: ``text_scoring.build_image_extractor(matcher_spec, ...)`` (the matcher's image
+      tower, :class:`~facemetrics.matchers.extractor.MatcherImageExtractor`), read by
+      ``score_text(..., fake_extraction=..., matcher=...)``. A matcher whose image path does
+      not split (``image_preprocessor()`` is None) reads FAKE on its own.
 
-    A family that does not (yet) offer both reads FAKE on its own, as before.
     Returns {"face"|"text": extractor}.
     """
     out: dict[str, FeatureExtractor] = {}
     if face:
         from facemetrics import face_scoring
 
-        if _accepts(face_scoring.score_face, "fake_extraction") and hasattr(face_scoring, "build_face_embedder"):
-            out["face"] = face_scoring.build_face_embedder(face_model, face_align, face_weights)
+        out["face"] = face_scoring.build_face_embedder(face_model, face_align, face_weights)
     if text:
         from facemetrics import text_scoring
 
-        if _accepts(text_scoring.score_text, "fake_extraction") and hasattr(text_scoring, "build_image_extractor"):
-            out["text"] = text_scoring.build_image_extractor(matcher, device=device, batch_size=batch_size)
+        ex = text_scoring.build_image_extractor(matcher, device=device, batch_size=batch_size)
+        if ex is not None:
+            out["text"] = ex
     return out
+
+
+def _real_folder_for_face(real: str, pairs, ctx) -> ImageSource | None:
+    """REAL's image source when it is a folder whose every image is some pair's real image
+    (e.g. a run's ``real_test``), so one pass can feed Inception and the face embedder
+    without embedding faces nobody asked for; None otherwise (statistics, zips, other sets)."""
+    import os
+
+    from facemetrics.images import scan
+
+    p = Path(real)
+    if not p.is_dir() or not pairs:
+        return None
+    src = ctx.run_agreed("reading REAL", lambda: scan(real, "REAL"))
+    wanted = {os.path.realpath(r.real) for r in pairs if r.real is not None}
+    return src if src.names and all(os.path.realpath(src.root / n) in wanted for n in src.names) else None
 
 
 def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), preset: str = "clean",
@@ -287,6 +296,13 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
         if fake_exts:
             fake_side = extract_side(fake_src, fake_exts, ctx, param="FAKE",
                                      desc="fake " + "+".join(e.name for e in fake_exts), **opts)
+        pair_rows = None
+        if face or text:
+            from facemetrics.captions import load_pairs
+
+            real_root = Path(real) if (Path(real).is_dir() or Path(real).suffix.lower() == ".zip") else None
+            pair_rows = ctx.run_agreed("reading --pairs", lambda: load_pairs(pairs, fake_src.root, real_root))
+        real_extraction = None
         if inc:
             assert ex is not None and fake_side is not None
             fk = _inception_features(fake_side, ex, "FAKE", features="kid" in inc, logits="is" in inc)
@@ -295,7 +311,15 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
             protocol["dims"] = fk.stats.dims
             rl = None
             if "fid" in inc or "kid" in inc:
-                rl = load_side(real, ex, "REAL", opts, ctx, features="kid" in inc, logits=False)
+                real_src = _real_folder_for_face(real, pair_rows, ctx) if "face" in shared else None
+                if real_src is not None:  # REAL = the pairs' real images: one pass for Inception + face
+                    real_exts = [ex, shared["face"]]
+                    real_side = extract_side(real_src, real_exts, ctx, param="REAL",
+                                             desc="real " + "+".join(e.name for e in real_exts), **opts)
+                    rl = _inception_features(real_side, ex, "REAL", features="kid" in inc, logits=False)
+                    real_extraction = (real_src, real_side.extraction(shared["face"].name))
+                else:
+                    rl = load_side(real, ex, "REAL", opts, ctx, features="kid" in inc, logits=False)
                 real_info = source_info(rl.path, rl.kind, rl.n, rl.content_sha256)
                 failed["real"] = rl.failed
 
@@ -327,10 +351,7 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
             # pure computations on data every rank holds: rank 0 computes, every rank receives
             results.update(ctx.on_main("computing FID/KID/IS", inception_metrics))
         if face or text:
-            from facemetrics.captions import load_pairs
-
-            real_root = Path(real) if (Path(real).is_dir() or Path(real).suffix.lower() == ".zip") else None
-            pair_rows = ctx.run_agreed("reading --pairs", lambda: load_pairs(pairs, fake_src.root, real_root))
+            assert pair_rows is not None
             if fake_info is None:
                 fake_info = source_info(fake_src.root, fake_src.kind, len(pair_rows), None)
             if face:
@@ -339,6 +360,8 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                 extra = {}
                 if "face" in shared and fake_side is not None:
                     extra["fake_extraction"] = fake_side.extraction(shared["face"].name)
+                if real_extraction is not None:
+                    extra["real_extraction"] = real_extraction
                 res, w = score_face(pair_rows, fake_src, face_model=face_model, face_align=face_align,
                                     weights=face_weights, **{k: v for k, v in opts.items() if k != "workers_kind"},
                                     **extra)
@@ -354,6 +377,7 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                 extra = {}
                 if "text" in shared and fake_side is not None:
                     extra["fake_extraction"] = fake_side.extraction(shared["text"].name)
+                    extra["matcher"] = shared["text"].matcher
                 res, w = score_text(pair_rows, fake_src, metrics=set(text), matcher_spec=matcher, seed=seed,
                                     batch_size=batch_size, device=device, progress=progress, strict=strict,
                                     **extra)

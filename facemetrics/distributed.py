@@ -331,6 +331,21 @@ def _device_for(device: str, local_rank: int, active: bool) -> str:
     return f"cuda:{local_rank % count}"
 
 
+_LOCAL_ONLY = [False]
+
+
+@contextlib.contextmanager
+def local_only() -> Iterator[None]:
+    """Inside this block :func:`session` ignores any process group: one rank (e.g. rank 0
+    of a distributed training run evaluating its samples) scores on its own."""
+    old = _LOCAL_ONLY[0]
+    _LOCAL_ONLY[0] = True
+    try:
+        yield
+    finally:
+        _LOCAL_ONLY[0] = old
+
+
 @contextlib.contextmanager
 def session(device: str = "cpu") -> Iterator[DistContext]:
     """The process group of a torchrun launch (joined here, left on exit), or one process.
@@ -339,6 +354,9 @@ def session(device: str = "cpu") -> Iterator[DistContext]:
     left open; facemetrics then adds a gloo side group for its collectives when
     the default backend is not gloo.
     """
+    if _LOCAL_ONLY[0]:
+        yield DistContext(device=device)
+        return
     rank, world, local_rank, local_world = env_info()
     dist = None
     if world > 1 or "torch.distributed" in sys.modules:

@@ -120,6 +120,7 @@ def score_face(
     progress: bool = True,
     cache_root: str | os.PathLike | None = None,
     fake_extraction=None,
+    real_extraction=None,
 ) -> tuple[dict[str, MetricResult], list[str]]:
     """FSD (L2), FSD-L1 and FSS over ``pairs`` (see module doc); returns (results, warnings).
 
@@ -127,7 +128,10 @@ def score_face(
     absolute path (or ``<zip>/<member>``) of its real image. ``fake_extraction``
     (from :func:`facemetrics.api.score`'s single decode pass of FAKE, see
     ``api.shared_pass_extractors``) holds this embedder's outputs for FAKE's
-    images; without it FAKE's paired images are extracted here.
+    images; without it FAKE's paired images are extracted here. ``real_extraction``
+    ``(source, extraction)``: an image folder already passed through this embedder (REAL in
+    ``score``'s single pass); pairs whose real image is one of its files (same file after
+    resolving links) take their embedding from it, the others are extracted here.
     """
     if not pairs:
         raise FacemetricsError(
@@ -174,25 +178,43 @@ def score_face(
     fake_rows = {n: i for i, n in enumerate(fx.names)}
     fake_out = fx.outputs[embedder.name]
 
-    # ---- real side (distinct images only)
-    srcs, where = real_sources([p.real for p in pairs])  # type: ignore[misc]
+    # ---- real side (distinct images only); key = (source index, name), -1 = real_extraction
+    where: dict[Path, tuple[int, str]] = {}
     real_emb: dict[tuple[int, str], np.ndarray] = {}
     real_det: dict[tuple[int, str], bool] = {}
+    real_path: dict[tuple[int, str], str] = {}
     real_failed: list[tuple[str, str]] = []
-    for si, src in enumerate(srcs):
-        rx = _extract(src, embedder, desc=f"real {face_model}", **opts)
+
+    def take(si: int, src: ImageSource, rx) -> None:
         out = rx.outputs[embedder.name]
         for i, n in enumerate(rx.names):
             real_emb[(si, n)] = out["embedding"][i]
             real_det[(si, n)] = bool(out["detected"][i])
+            real_path[(si, n)] = src.path_of(n)
         real_failed.extend((src.path_of(n), r) for n, r in rx.failed)
+
+    rest = [p.real for p in pairs]
+    if real_extraction is not None and real_extraction[0].kind == "folder":
+        rsrc, rx = real_extraction
+        if embedder.name not in rx.outputs:
+            raise ValueError(f"real_extraction holds no {embedder.name} outputs")
+        by_file = {os.path.realpath(rsrc.root / n): n for n in rsrc.names}
+        hit = {p: by_file.get(os.path.realpath(p)) for p in dict.fromkeys(rest)}  # type: ignore[arg-type]
+        used = {n for n in hit.values() if n is not None}
+        take(-1, rsrc, _only(rx, embedder.name, used))
+        where.update({p: (-1, n) for p, n in hit.items() if n is not None})
+        rest = [p for p in rest if hit[p] is None]
+    srcs, own = real_sources(rest) if rest else ([], {})  # type: ignore[arg-type]
+    for si, src in enumerate(srcs):
+        take(si, src, _extract(src, embedder, desc=f"real {face_model}", **opts))
+    where.update(own)
     fake_failed = [(fake_source.path_of(n), r) for n, r in fx.failed]
 
     # ---- face detection
     fake_det = {n: bool(fake_out["detected"][i]) for n, i in fake_rows.items()}
     if face_align == "always":
         missing = [fake_source.path_of(n) for n, d in fake_det.items() if not d]
-        missing += [srcs[si].path_of(n) for (si, n), d in real_det.items() if not d]
+        missing += [real_path[k] for k, d in real_det.items() if not d]
         if missing:
             raise FacemetricsError(
                 f"--face-align always: no face detected in {len(missing)} image(s):" + _listing(missing),

@@ -85,6 +85,63 @@ def _batches(seq: list, size: int) -> Iterable[list]:
         yield seq[a : a + size]
 
 
+def build_image_extractor(matcher_spec: str | None, *, device: str = "cpu", batch_size: int = 32):
+    """The matcher's image tower as a feature extractor for ``score``'s single decode pass
+    (:class:`facemetrics.matchers.extractor.MatcherImageExtractor`, with ``.matcher``), or
+    None when that matcher cannot split its image path (it then reads FAKE itself)."""
+    from facemetrics.matchers import DEFAULT_MATCHER, build_matcher
+    from facemetrics.matchers.extractor import image_extractor
+
+    return image_extractor(build_matcher(matcher_spec or DEFAULT_MATCHER, device, batch_size=batch_size))
+
+
+def _rows_from_extraction(pairs: list["PairRecord"], extraction, name: str):
+    """Embeddings of the pairs' images from a whole-FAKE extraction: (kept row indices, rows, failures)."""
+    where = {n: i for i, n in enumerate(extraction.names)}
+    reasons = dict(extraction.failed)
+    emb = np.asarray(extraction.outputs[name]["embedding"])
+    kept, rows, failed = [], [], []
+    for i, p in enumerate(pairs):
+        j = where.get(p.fake)
+        if j is None:
+            failed.append((p.fake, reasons.get(p.fake, "not decoded")))
+        else:
+            kept.append(i)
+            rows.append(j)
+    return kept, emb[np.asarray(rows, dtype=np.int64)] if rows else emb[:0], failed
+
+
+def _embed_by_decoding(pairs: list["PairRecord"], fake_source: "ImageSource", matcher: "Matcher", batch_size: int,
+                       strict: bool, progress: bool) -> tuple[list[int], np.ndarray, list[tuple[str, str]]]:
+    """Decode and embed the pairs' images in batches (never all in memory): (kept rows, embeddings, failures)."""
+    from tqdm import tqdm
+
+    from facemetrics.images import DECODE_ERRORS, load_rgb
+
+    kept: list[int] = []
+    failed: list[tuple[str, str]] = []
+    chunks: list[np.ndarray] = []
+    bar = tqdm(total=len(pairs), desc="matcher images", unit="img", disable=not progress, leave=False)
+    for rows in _batches(list(range(len(pairs))), batch_size):
+        imgs, ok = [], []
+        for i in rows:
+            try:
+                imgs.append(load_rgb(fake_source, pairs[i].fake))
+                ok.append(i)
+            except DECODE_ERRORS as e:
+                if strict:
+                    raise FacemetricsError(
+                        f"cannot decode generated image {fake_source.path_of(pairs[i].fake)}: {e}", "FAKE"
+                    ) from None
+                failed.append((pairs[i].fake, f"{type(e).__name__}: {e}"))
+        if imgs:
+            chunks.append(np.asarray(matcher.encode_images(imgs)))
+            kept.extend(ok)
+        bar.update(len(rows))
+    bar.close()
+    return kept, (np.concatenate(chunks, 0) if chunks else np.zeros((0, 0), np.float32)), failed
+
+
 def score_text(
     pairs: list["PairRecord"],
     fake_source: "ImageSource",
@@ -100,6 +157,7 @@ def score_text(
     strict: bool = False,
     matcher: "Matcher | None" = None,
     pairs_name: str = "pairs manifest",
+    fake_extraction=None,
 ) -> tuple[dict[str, MetricResult], list[str]]:
     """Compute the requested text metrics (``rprec``, ``clipscore``) of ``fake_source``.
 
@@ -107,9 +165,11 @@ def score_text(
     to ``fake_source``). ``matcher_spec`` (default ``clip:ViT-B-32:openai``) is
     built with :func:`facemetrics.matchers.build_matcher` unless ``matcher`` is
     given. Undecodable generated images are dropped with a warning (an error
-    with ``strict``). Returns ``(results by metric name, warnings)``.
+    with ``strict``). ``fake_extraction`` (``score``'s single decode pass of FAKE with a
+    :class:`~facemetrics.matchers.extractor.MatcherImageExtractor` of ``matcher``) supplies
+    the image embeddings instead of decoding the images here. Returns
+    ``(results by metric name, warnings)``.
     """
-    from facemetrics.images import DECODE_ERRORS, load_rgb
     from facemetrics.matchers import DEFAULT_MATCHER, build_matcher
     from facemetrics.metrics.clipscore import clip_score
     from facemetrics.metrics.rprecision import r_precision
@@ -123,30 +183,14 @@ def score_text(
         matcher = build_matcher(matcher_spec or DEFAULT_MATCHER, device, batch_size=batch_size)
     matcher.load(device)
 
-    # decode and embed the generated images in batches (never all images in memory)
-    from tqdm import tqdm
+    if fake_extraction is not None:
+        from facemetrics.matchers.extractor import MatcherImageExtractor
 
-    kept: list[int] = []
-    failed: list[tuple[str, str]] = []
-    img_chunks: list[np.ndarray] = []
-    bar = tqdm(total=len(pairs), desc="matcher images", unit="img", disable=not progress, leave=False)
-    for rows in _batches(list(range(len(pairs))), batch_size):
-        imgs, ok = [], []
-        for i in rows:
-            try:
-                imgs.append(load_rgb(fake_source, pairs[i].fake))
-                ok.append(i)
-            except DECODE_ERRORS as e:
-                if strict:
-                    raise FacemetricsError(
-                        f"cannot decode generated image {fake_source.path_of(pairs[i].fake)}: {e}", "FAKE"
-                    ) from None
-                failed.append((pairs[i].fake, f"{type(e).__name__}: {e}"))
-        if imgs:
-            img_chunks.append(np.asarray(matcher.encode_images(imgs)))
-            kept.extend(ok)
-        bar.update(len(rows))
-    bar.close()
+        if MatcherImageExtractor.name not in fake_extraction.outputs:
+            raise ValueError("fake_extraction holds no matcher embeddings")
+        kept, img_emb, failed = _rows_from_extraction(pairs, fake_extraction, MatcherImageExtractor.name)
+    else:
+        kept, img_emb, failed = _embed_by_decoding(pairs, fake_source, matcher, batch_size, strict, progress)
     if failed:
         warnings.append(
             f"{len(failed)} generated image(s) could not be decoded and were left out of "
@@ -155,7 +199,6 @@ def score_text(
     if not kept:
         raise FacemetricsError("none of the generated images named in the pairs manifest could be decoded", "FAKE")
     use = [pairs[i] for i in kept]
-    img_emb = np.concatenate(img_chunks, 0)
 
     texts, image_ids, identities, t_idx, no_real = _caption_pool(use)
     cap_emb = np.asarray(matcher.encode_texts(texts))

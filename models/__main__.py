@@ -56,7 +56,11 @@ def cli() -> None:
 @_user_errors
 def train(config_path, data_root, out, resume_dir, overrides, device, seed, steps, max_minutes, stop_at,
           show_config, threads, quiet):
-    """Train a variant (config + overrides), or continue one with --resume."""
+    """Train a variant (config + overrides), or continue one with --resume.
+
+    Data-parallel on several processes or GPUs: ``torchrun --nproc-per-node K -m models train ...``
+    (same arguments; the global batch train.batch_size is split over the K ranks, and the run
+    equals a single-process run up to float rounding; a run may be resumed with another K)."""
     from models import config as C
 
     _threads(threads)
@@ -97,7 +101,10 @@ def train(config_path, data_root, out, resume_dir, overrides, device, seed, step
         from models.train import train as run_train
 
         res = run_train(cfg, out, progress=not quiet, stop_at=stop_at)
-    click.echo(json.dumps(res))
+    from facemetrics.distributed import is_main_process
+
+    if is_main_process():  # under torchrun every rank returns the same result; rank 0 reports it
+        click.echo(json.dumps(res))
 
 
 def _threads(n: int | None) -> None:

@@ -397,9 +397,14 @@ def collate(batch):
 
 class StepBatchSampler:
     """Yields the key lists of steps ``start..end-1``: epoch ``e = step // (n // bs)`` uses a
-    permutation seeded by ``(seed, phase, e)``; incomplete last batches are dropped."""
+    permutation seeded by ``(seed, phase, e)``; incomplete last batches are dropped.
 
-    def __init__(self, n: int, batch_size: int, seed: int, phase: int, start: int, end: int) -> None:
+    ``batch_size`` is the global batch; with ``rank``/``world`` (torchrun, see
+    :mod:`models.parallel`) each rank gets the contiguous block ``rank`` of ``world``
+    of every global batch, so the ranks together load exactly what one process would."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, phase: int, start: int, end: int,
+                 rank: int = 0, world: int = 1) -> None:
         if batch_size > n:
             raise FacemetricsError(
                 f"batch size {batch_size} is larger than the training set ({n} images)",
@@ -407,6 +412,7 @@ class StepBatchSampler:
         self.n, self.bs, self.seed, self.phase = n, batch_size, seed, phase
         self.start, self.end = start, end
         self.per_epoch = n // batch_size
+        self.rank, self.world = rank, world
 
     def epoch_of(self, step: int) -> int:
         return step // self.per_epoch
@@ -417,18 +423,20 @@ class StepBatchSampler:
         return [(int(i), epoch, self.phase) for i in perm[pos * self.bs:(pos + 1) * self.bs]]
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        per = self.bs // self.world
         for step in range(self.start, self.end):
-            yield self.keys(step)
+            yield self.keys(step)[self.rank * per:(self.rank + 1) * per]
 
     def __len__(self) -> int:
         return max(0, self.end - self.start)
 
 
 def make_loader(dataset: TrainSet, batch_size: int, seed: int, phase: int, start: int, end: int,
-                num_workers: int = 0):
+                num_workers: int = 0, rank: int = 0, world: int = 1):
+    """Batches of steps ``start..end-1`` (this rank's block of each global batch)."""
     import torch
 
-    sampler = StepBatchSampler(len(dataset), batch_size, seed, phase, start, end)
+    sampler = StepBatchSampler(len(dataset), batch_size, seed, phase, start, end, rank, world)
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
         persistent_workers=False,

@@ -81,12 +81,22 @@ def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits.float(), target))
 
 
-def d_loss(netD, real: torch.Tensor, fake: torch.Tensor, sent: torch.Tensor) -> torch.Tensor:
+def d_loss(netD, real: torch.Tensor, fake: torch.Tensor, sent: torch.Tensor,
+           wrong_sent: torch.Tensor | None = None, wrong_weight: float | None = None) -> torch.Tensor:
+    """AttnGAN's D loss (module docstring). ``wrong_sent`` are the mismatched captions of the
+    first ``len(wrong_sent)`` real images (default ``sent[1:]``) and ``c_wrong`` is their BCE
+    sum times ``wrong_weight`` (default ``1 / len(wrong_sent)``, the mean); a torchrun rank
+    passes its rows of the global shift and ``world / (B_global − 1)`` (see models.parallel)."""
+    if wrong_sent is None:
+        wrong_sent = sent[1:]
+    if wrong_weight is None:
+        wrong_weight = 1.0 / max(len(wrong_sent), 1)
     fr = netD.features(real)
     ff = netD.features(fake.detach())
     cond_real = _bce(netD.cond_logits(fr, sent), 1.0)
     cond_fake = _bce(netD.cond_logits(ff, sent), 0.0)
-    cond_wrong = _bce(netD.cond_logits(fr[:-1], sent[1:]), 0.0)
+    wl = netD.cond_logits(fr[:len(wrong_sent)], wrong_sent).float()
+    cond_wrong = F.binary_cross_entropy_with_logits(wl, torch.zeros_like(wl), reduction="sum") * wrong_weight
     real_u = _bce(netD.uncond_logits(fr), 1.0)
     fake_u = _bce(netD.uncond_logits(ff), 0.0)
     return (real_u + cond_real) / 2.0 + (fake_u + cond_fake + cond_wrong) / 3.0

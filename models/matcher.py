@@ -52,18 +52,23 @@ class Matcher:
 
     def _to_tensor(self, imgs: list[np.ndarray]):
         import torch
-        from PIL import Image
 
-        size = self.resolution
-        out = []
-        for a in imgs:
-            a = np.asarray(a)
-            if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-                raise FacemetricsError(f"matcher images must be H×W×3 uint8, got {a.dtype} {a.shape}")
-            if self.kind == "damsm" and a.shape[:2] != (size, size):
-                a = np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR))
-            out.append(torch.tensor(a).permute(2, 0, 1).float().div(127.5).sub(1.0))
-        return out
+        prep = _ImagePrep(self.resolution if self.kind == "damsm" else None)
+        return [torch.from_numpy(prep(a)) for a in imgs]
+
+    def image_preprocessor(self) -> "_ImagePrep | None":
+        """Per-image preprocessing for facemetrics' shared decode pass: the damsm kind resizes
+        to the generator's resolution (fixed shape); the clip kind keeps image sizes, so it
+        has no split path (None)."""
+        return _ImagePrep(self.resolution) if self.kind == "damsm" else None
+
+    def encode_preprocessed(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        rows = [self.encode_image_tensor(torch.from_numpy(np.ascontiguousarray(batch[i:i + self.batch_size]))
+                                         .to(self.system.device)).cpu()
+                for i in range(0, len(batch), self.batch_size)]
+        return torch.cat(rows).numpy().astype(np.float32) if rows else np.zeros((0, 0), np.float32)
 
     def encode_image_tensor(self, x):
         """Embeddings of a batch of images in [-1, 1] (B, 3, H, W) already on the device."""
@@ -143,3 +148,20 @@ def load_matcher(checkpoint_path: str, device: str = "cpu", kind: str | None = N
     system.eval()
     ident = {"checkpoint_sha256": sha256_file(ck["path"]), "step": ck["step"], "checkpoint": str(Path(ck["path"]).name)}
     return matcher_for_system(system, kind, ident)
+
+
+class _ImagePrep:
+    """Picklable: uint8 H×W×3 → (bilinear resize to ``size`` when given) → float32 (3, H, W) in [-1, 1]."""
+
+    def __init__(self, size: int | None) -> None:
+        self.size = size
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        a = np.asarray(a)
+        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+            raise FacemetricsError(f"matcher images must be H×W×3 uint8, got {a.dtype} {a.shape}")
+        if self.size is not None and a.shape[:2] != (self.size, self.size):
+            a = np.asarray(Image.fromarray(a).resize((self.size, self.size), Image.BILINEAR))
+        return a.transpose(2, 0, 1).astype(np.float32) / np.float32(127.5) - np.float32(1.0)

@@ -29,7 +29,10 @@ class LSTMEncoder(nn.Module):
         super().__init__()
         self.word_dim = self.sent_dim = nhidden
         self.encoder = nn.Embedding(ntoken, ninput)
-        self.drop = nn.Dropout(dropout)
+        # a dropout whose mask is drawn for the global batch (equal under torchrun, see models.parallel)
+        from models.parallel import BatchDropout
+
+        self.drop = BatchDropout(dropout)
         self.rnn = nn.LSTM(ninput, nhidden // 2, 1, batch_first=True, bidirectional=True)
         nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
 

@@ -12,6 +12,9 @@ step, and the CPU/CUDA/NumPy/Python RNG states; batches are a pure function of
 ``(seed, phase, epoch, index)`` (see :mod:`models.data`) and the data loader draws from
 a private generator. Sample grids and evaluation run under ``torch.random.fork_rng``.
 
+Under torchrun every rank runs this trainer on its block of each global batch and the
+run equals one process on the whole batch (:mod:`models.parallel`); rank 0 writes files.
+
 Run folder: ``config.yaml``, ``last.pt``, ``log.jsonl`` (one JSON object per line:
 ``{"step", "phase", "losses": {...}, "lr", "steps_per_s", "time"}``, evaluation
 lines ``{"step", "gan_step", "metrics": {...}}``, event lines ``{"step", "event"}``),
@@ -37,6 +40,7 @@ from facemetrics.errors import FacemetricsError
 from models import config as C
 from models.data import load_records, make_loader, split_records
 from models.losses import clip_match_loss, d_loss, damsm_loss, g_adv_loss, kl_loss
+from models.parallel import SINGLE, Parallel, convert_for_parallel
 from models.system import CHECKPOINT_FORMAT, System, load_checkpoint, resolve_device
 
 PHASE_DAMSM, PHASE_GAN = 0, 1
@@ -49,7 +53,8 @@ class NonFiniteLoss(RuntimeError):
 def _rng_state(device: torch.device) -> dict:
     st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if device.type == "cuda":
-        st["cuda"] = torch.cuda.get_rng_state_all()
+        # this process's device only: under torchrun every rank's device generator is in the same state
+        st["cuda_device"] = torch.cuda.get_rng_state(device)
     return st
 
 
@@ -57,7 +62,9 @@ def _set_rng_state(st: dict, device: torch.device) -> None:
     torch.set_rng_state(st["torch"])
     np.random.set_state(st["numpy"])
     random.setstate(st["python"])
-    if device.type == "cuda" and "cuda" in st:
+    if device.type == "cuda" and "cuda_device" in st:
+        torch.cuda.set_rng_state(st["cuda_device"], device)
+    elif device.type == "cuda" and "cuda" in st:  # checkpoints written before models.parallel
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
@@ -103,11 +110,15 @@ def _tqdm():
 
 
 class Trainer:
-    def __init__(self, cfg: dict, run_dir: Path, ck: dict | None = None, progress: bool = True) -> None:
+    def __init__(self, cfg: dict, run_dir: Path, ck: dict | None = None, progress: bool = True,
+                 parallel: Parallel = SINGLE) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.progress = progress
+        self.par = parallel
+        self.progress = progress and parallel.is_main
         self.device = resolve_device(cfg["device"])
+        if parallel.active and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", parallel.local_rank)
         if cfg["clip"]["freeze"] is False and not C.needs_damsm(cfg):
             raise FacemetricsError("clip.freeze=false trains the CLIP text tower in the DAMSM stage, and the "
                                    "clip-clip variant has none; keep clip.freeze=true", "--set clip.freeze")
@@ -121,6 +132,11 @@ class Trainer:
                     f"the data under {cfg['data']['root']} gives a different train/test split than the run "
                     "being resumed (was the data folder changed?)", "--data")
         self.damsm_steps = cfg["damsm"]["steps"] if C.needs_damsm(cfg) else 0
+        parallel.local_size(cfg["train"]["batch_size"])
+        if self.damsm_steps:
+            parallel.local_size(cfg["damsm"]["batch_size"], "--set damsm.batch_size")
+        parallel.check_same("the train/test split", [[r.key for r in self.train_recs], [r.key for r in self.test_recs]],
+                            "--data")
         self.total_steps = self.damsm_steps + cfg["train"]["steps"]
         self.step = 0
         self.amp_dtype = self._amp_dtype()
@@ -134,8 +150,17 @@ class Trainer:
 
             self.system = system_from_checkpoint(ck, self.device, param="--resume")
         s = self.system
+        if parallel.active:
+            # global-batch batch norm and dropout in every network that trains; same start on every rank
+            for net in (s.G, s.Ds, s.image_encoder, s.text_encoder):
+                if net is not None:
+                    convert_for_parallel(net, parallel)
+            lstm = s.text_encoder if s.text_key == "lstm" else None  # CLIP is rebuilt from its seed/file
+            parallel.broadcast_(t for m in (s.G, s.G_ema, s.Ds, s.image_encoder, lstm) if m is not None
+                                for t in m.state_dict().values())
         self.identity_ids = torch.tensor(
-            [sorted({r.identity for r in self.train_recs}).index(r.identity) for r in self.train_recs])
+            [sorted({r.identity for r in self.train_recs}).index(r.identity) for r in self.train_recs],
+            device=self.device)
         from models.data import TrainSet
 
         self.dataset = TrainSet(self.train_recs, s.coders, cfg["model"]["resolution"], cfg["seed"])
@@ -200,6 +225,8 @@ class Trainer:
     # ------------------------------------------------------------------ files
 
     def prepare_run_dir(self) -> None:
+        if not self.par.is_main:
+            return
         d = self.run_dir
         d.mkdir(parents=True, exist_ok=True)
         (d / "grids").mkdir(exist_ok=True)
@@ -228,13 +255,15 @@ class Trainer:
                 "limit": coder.max_tokens}
 
     def log(self, obj: dict) -> None:
+        if not self.par.is_main:
+            return
         with open(self.run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(obj) + "\n")
 
     def truncate_log(self, step: int) -> None:
         """Drop log lines written after ``step`` (a run that died after its last checkpoint)."""
         p = self.run_dir / "log.jsonl"
-        if not p.exists():
+        if not self.par.is_main or not p.exists():
             return
         keep = []
         for line in p.read_text().splitlines():
@@ -246,6 +275,10 @@ class Trainer:
         atomic_write_text(p, "".join(x + "\n" for x in keep))
 
     def save_checkpoint(self) -> Path:
+        """Rank 0 writes ``last.pt`` (every rank holds the same state)."""
+        path = self.run_dir / "last.pt"
+        if not self.par.is_main:
+            return path
         s = self.system
         ck = {
             "format": CHECKPOINT_FORMAT,
@@ -262,8 +295,8 @@ class Trainer:
             "split": {"train": [r.key for r in self.train_recs], "test": [r.key for r in self.test_recs]},
             "test_records": [record_to_dict(r, self.cfg["data"]["root"]) for r in self.test_recs],
             "torch_version": torch.__version__,
+            "world_size": self.par.world,
         }
-        path = self.run_dir / "last.pt"
         with atomic_open(path, "wb") as f:
             torch.save(ck, f)
         return path
@@ -291,9 +324,14 @@ class Trainer:
         with torch.set_grad_enabled(train_text):
             words, sent, mask = s.encode_text(ids, cached=not train_text)
         regions, code = s.image_encoder(imgs[-1].to(self.device))
-        loss, parts = damsm_loss(regions, code, words, sent, mask, self.identity_ids[index].to(self.device), cfg["damsm"])
+        # the matching loss is over the global batch (every rank computes it; see models.parallel)
+        P = self.par
+        cls = self.identity_ids[P.gather(index.to(self.device))]
+        loss, parts = damsm_loss(P.gather(regions), P.gather(code), P.gather(words), P.gather(sent), P.gather(mask),
+                                 cls, cfg["damsm"])
         self._check_finite(loss, "DAMSM loss", step)
         loss.backward()
+        P.all_reduce_grads(p for g in self.opt_E.param_groups for p in g["params"])
         if s.text_key == "lstm":
             torch.nn.utils.clip_grad_norm_(s.text_encoder.parameters(), cfg["damsm"]["grad_clip"])
         self.opt_E.step()
@@ -314,33 +352,43 @@ class Trainer:
         s.Ds.train()
 
     def _check_finite(self, loss: torch.Tensor, what: str, step: int) -> None:
-        if not torch.isfinite(loss.detach()).all():
+        """Raise on every rank when the loss is not finite on some rank."""
+        if self.par.any(not bool(torch.isfinite(loss.detach()).all())):
             raise NonFiniteLoss(f"{what} is not finite at step {step}; lower the learning rates or disable AMP "
                                 "(--set train.amp=off); the last checkpoint is intact")
 
     def gan_step(self, batch, step: int) -> dict[str, float]:
         s, cfg = self.system, self.cfg
+        P = self.par
         imgs, ids, index = batch
         imgs = [x.to(self.device, non_blocking=True) for x in imgs]
-        cls = self.identity_ids[index].to(self.device)
-        B = imgs[0].size(0)
+        B = imgs[0].size(0) * P.world  # the global batch; this rank holds rows P.rows(B)
+        rows = P.rows(B)
+        cls = self.identity_ids[P.gather(index.to(self.device))]
         with torch.no_grad():
             words, sent, mask = s.encode_text(ids, cached=True)
             words, sent = words.float(), sent.float()
             clip_txt = None
             if cfg["loss"]["matching"] == "clip":
                 clip_txt = sent if s.text_key == "clip" else s.clip_sentence(ids, cached=True).float()
-        z = torch.randn(B, cfg["model"]["z_dim"], device=self.device)
+            sent_all = P.gather(sent)
+        # noise for the global batch on every rank (same RNG stream as one process), this rank's rows
+        z = torch.randn(B, cfg["model"]["z_dim"], device=self.device)[rows]
+        eps = torch.randn(B, cfg["model"]["condition_dim"], device=self.device)[rows]
         with self._autocast():
-            fakes, _, mu, logvar = s.G(z, sent, words, mask)
+            fakes, _, mu, logvar = s.G(z, sent, words, mask, eps)
+        # mismatched pairs: real image j with caption j + 1 of the global batch
+        wrong_sent = sent_all[rows.start + 1:rows.stop + 1]
+        wrong_weight = P.world / (B - 1)
         # ---- D
         err_d = 0.0
         for D, opt, real, fake in zip(s.Ds, self.opt_Ds, imgs, fakes):
             opt.zero_grad(set_to_none=True)
             with self._autocast():
-                ld = d_loss(D, real, fake, sent)
+                ld = d_loss(D, real, fake, sent, wrong_sent, wrong_weight)
             self._check_finite(ld, "D loss", step)
             self.scaler.scale(ld).backward()
+            P.all_reduce_grads(D.parameters())
             self.scaler.step(opt)
             err_d += ld.item()
         # ---- G
@@ -353,18 +401,20 @@ class Trainer:
             adv = sum(g_adv_loss(D, fake, sent) for D, fake in zip(s.Ds, fakes))
             if cfg["loss"]["matching"] == "damsm":
                 regions, code = s.image_encoder(fakes[-1])
-                match, mp = damsm_loss(regions, code, words, sent, mask, cls, cfg["damsm"])
+                match, mp = damsm_loss(P.gather(regions), P.gather(code), P.gather(words), sent_all, P.gather(mask),
+                                       cls, cfg["damsm"])
                 parts.update({k: lam * v for k, v in mp.items()})
             else:
                 from models.text import clip_image_features
 
-                match = clip_match_loss(clip_image_features(s.clip_model, fakes[-1]), clip_txt, cls,
-                                        cfg["loss"]["clip_gamma"])
+                match = clip_match_loss(P.gather(clip_image_features(s.clip_model, fakes[-1])), P.gather(clip_txt),
+                                        cls, cfg["loss"]["clip_gamma"])
                 parts["clip_loss"] = lam * match.item()
             kl = kl_loss(mu, logvar)
             total = adv + lam * match + cfg["loss"]["kl_weight"] * kl
         self._check_finite(total, "G loss", step)
         self.scaler.scale(total).backward()
+        P.all_reduce_grads(s.G.parameters())
         self.scaler.step(self.opt_G)
         self.scaler.update()
         for p in s.Ds.parameters():
@@ -387,7 +437,7 @@ class Trainer:
     def write_grid(self, gan_step: int) -> Path | None:
         from models.evaluate import sample, save_grid
 
-        if not self.grid_texts:
+        if not self.grid_texts or not self.par.is_main:
             return None
         devs = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devs):
@@ -396,15 +446,22 @@ class Trainer:
         save_grid(imgs, path)
         return path
 
-    def run_eval(self, gan_step: int) -> dict:
+    def run_eval(self, gan_step: int) -> dict | None:
+        """Held-out evaluation by rank 0 alone (its own RNG fork, no process group); the other ranks wait."""
+        from facemetrics.distributed import local_only
         from models.evaluate import evaluate
 
-        t0 = time.time()
-        res = evaluate(self.system, self.test_recs, self.run_dir / "real_test", self.run_dir / "eval" / f"step_{gan_step:07d}",
-                       seed=self.cfg["seed"] + 2, limit=self.cfg["train"]["eval_images"],
-                       fid=self.cfg["train"]["eval_fid"])
-        res["seconds"] = round(time.time() - t0, 2)
-        self.log({"step": self.step, "gan_step": gan_step, "metrics": res})
+        res = None
+        if self.par.is_main:
+            t0 = time.time()
+            devs = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devs), local_only():
+                res = evaluate(self.system, self.test_recs, self.run_dir / "real_test",
+                               self.run_dir / "eval" / f"step_{gan_step:07d}", seed=self.cfg["seed"] + 2,
+                               limit=self.cfg["train"]["eval_images"], fid=self.cfg["train"]["eval_fid"])
+            res["seconds"] = round(time.time() - t0, 2)
+            self.log({"step": self.step, "gan_step": gan_step, "metrics": res})
+        self.par.barrier()
         return res
 
     # ------------------------------------------------------------------ loop
@@ -416,6 +473,7 @@ class Trainer:
         cfg = self.cfg
         t = cfg["train"]
         self.prepare_run_dir()
+        self.par.barrier()
         resumed = hasattr(self, "_resume_rng")
         if resumed:
             self.truncate_log(self.step)
@@ -424,12 +482,16 @@ class Trainer:
         else:
             self.log({"step": 0, "event": "start", "variant": C.variant(cfg), "device": str(self.device),
                       "n_train": len(self.train_recs), "n_test": len(self.test_recs),
-                      "damsm_steps": self.damsm_steps, "gan_steps": t["steps"],
+                      "damsm_steps": self.damsm_steps, "gan_steps": t["steps"], "world_size": self.par.world,
                       "amp": str(self.amp_dtype), "clip": self.system.clip_info,
                       "long_train_captions": self._count_long()})
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
         limit = max_minutes if max_minutes is not None else t["max_minutes"]
         t_start = time.time()
+
+        def out_of_time() -> bool:  # rank 0's clock decides, so every rank stops after the same step
+            return bool(limit) and self.par.any(self.par.is_main and time.time() - t_start > 60 * limit)
+
         status = "done" if end == self.total_steps else "stopped"
         bar = tqdm(total=end, initial=self.step, disable=not self.progress, file=sys.stderr, unit="step",
                    dynamic_ncols=True)
@@ -440,12 +502,12 @@ class Trainer:
             # ---- DAMSM stage
             if self.step < min(end, self.damsm_steps):
                 loader = make_loader(self.dataset, cfg["damsm"]["batch_size"], cfg["seed"], PHASE_DAMSM,
-                                     self.step, min(end, self.damsm_steps), nw)
+                                     self.step, min(end, self.damsm_steps), nw, self.par.rank, self.par.world)
                 for batch in loader:
                     parts = self.damsm_step(batch, self.step)
                     self.step += 1
                     acc, n_acc, t_log = self._after_step("damsm", parts, acc, n_acc, t_log, bar)
-                    if limit and time.time() - t_start > 60 * limit:
+                    if out_of_time():
                         status = "time limit"
                         break
             if status != "time limit" and self.step >= self.damsm_steps and self.step < end:
@@ -454,13 +516,13 @@ class Trainer:
                 if g0 == 0:
                     self._periodic(0)
                 loader = make_loader(self.dataset, t["batch_size"], cfg["seed"], PHASE_GAN, g0,
-                                     end - self.damsm_steps, nw)
+                                     end - self.damsm_steps, nw, self.par.rank, self.par.world)
                 for batch in loader:
                     parts = self.gan_step(batch, self.step)
                     self.step += 1
                     acc, n_acc, t_log = self._after_step("gan", parts, acc, n_acc, t_log, bar)
                     self._periodic(self.step - self.damsm_steps)
-                    if limit and time.time() - t_start > 60 * limit:
+                    if out_of_time():
                         status = "time limit"
                         break
             elif self.step >= self.damsm_steps:
@@ -476,7 +538,9 @@ class Trainer:
             self.write_grid(gan_step)
         path = self.save_checkpoint()
         self.log({"step": self.step, "event": status, "seconds": round(time.time() - t_start, 2)})
-        return {"status": status, "step": self.step, "gan_step": gan_step, "checkpoint": str(path)}
+        self.par.barrier()  # no rank returns before the checkpoint is on disk
+        return {"status": status, "step": self.step, "gan_step": gan_step, "checkpoint": str(path),
+                "world_size": self.par.world}
 
     def _after_step(self, phase, parts, acc, n_acc, t_log, bar):
         for k, v in parts.items():
@@ -498,6 +562,8 @@ class Trainer:
 
     def _flush_log(self, acc, n_acc, t_log, phase) -> None:
         dt = max(time.time() - t_log, 1e-9)
+        keys = sorted(acc)
+        acc = dict(zip(keys, self.par.mean([acc[k] for k in keys])))  # the global batch's losses
         losses = {k: v / n_acc for k, v in acc.items() if k != "lr"}
         rec = {"step": self.step, "phase": phase, "losses": losses, "steps": n_acc,
                "steps_per_s": round(n_acc / dt, 4), "time": round(time.time(), 3)}
@@ -513,13 +579,26 @@ class Trainer:
             self.run_eval(gan_step)
 
 
+@contextlib.contextmanager
+def parallel_session(device: str):
+    """The torchrun process group (gloo on the CPU, NCCL on CUDA) as a :class:`Parallel`;
+    one process without torchrun's variables."""
+    from facemetrics.distributed import session
+
+    kind = resolve_device(device).type
+    with session("cuda" if kind == "cuda" else kind) as ctx:
+        yield Parallel(ctx.rank, ctx.world, ctx.local_rank)
+
+
 def train(cfg: dict, run_dir: str | Path, *, progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
-    """Start a new run in ``run_dir`` (refuses a folder that already holds a checkpoint)."""
+    """Start a new run in ``run_dir`` (refuses a folder that already holds a checkpoint).
+    Under torchrun every rank calls this with the same arguments (see :mod:`models.parallel`)."""
     run_dir = Path(run_dir)
     if (run_dir / "last.pt").exists():
         raise FacemetricsError(f"{run_dir} already holds a run (last.pt); continue it with --resume {run_dir} "
                                "or choose another --out", "--out")
-    return Trainer(cfg, run_dir, None, progress).run(stop_at=stop_at)
+    with parallel_session(cfg["device"]) as par:
+        return Trainer(cfg, run_dir, None, progress, par).run(stop_at=stop_at)
 
 
 def resume(run_dir: str | Path, overrides: dict | None = None, *, config_file_cfg: dict | None = None,
@@ -551,4 +630,5 @@ def resume(run_dir: str | Path, overrides: dict | None = None, *, config_file_cf
     ck["config"] = cfg
     if ck["step"] >= cfg["damsm"]["steps"] * C.needs_damsm(cfg) + cfg["train"]["steps"]:
         print(f"note: {run_dir} already finished {ck['step']} steps; raise train.steps to continue", file=sys.stderr)
-    return Trainer(cfg, run_dir, ck, progress).run(stop_at=stop_at)
+    with parallel_session(cfg["device"]) as par:
+        return Trainer(cfg, run_dir, ck, progress, par).run(stop_at=stop_at)

@@ -366,7 +366,8 @@ def test_process_workers_equal_thread_workers(faces):
 # --------------------------------------------------------------------------- one decode pass (item 3)
 
 def test_one_pass_feeds_inception_and_face_embedder(data_dir, tmp_path, monkeypatch):
-    """score(fid, fsd, fss) decodes FAKE once for Inception and dlib together; values equal score_face alone."""
+    """score(fid, fsd, fss) decodes FAKE once for Inception and dlib together, and REAL once when its
+    images are the pairs' real images; values equal score_face alone."""
     import facemetrics.images as images
     from facemetrics.api import score
     from facemetrics.captions import load_pairs
@@ -388,11 +389,83 @@ def test_one_pass_feeds_inception_and_face_embedder(data_dir, tmp_path, monkeypa
     orig = images.decode_rgb
     monkeypatch.setattr(images, "decode_rgb", lambda data: decoded.append(1) or orig(data))
     rec = score(str(real), str(fake), metrics="fid,fsd,fss", pairs=str(pairs), progress=False, cache=False)
-    # FAKE once for both networks (4), REAL for Inception (4) and for the face embedder (4): not 16
-    assert len(decoded) == 12
+    # FAKE once for both networks (4), REAL once for both (4): not 16 (one command per metric)
+    assert len(decoded) == 8
+    # REAL with an image no pair uses: Inception reads REAL (5), the face embedder only the pairs' 4
+    extra = root / people[0] / f"{people[0]}_0002.jpg"
+    (real / "extra.jpg").symlink_to(extra)
+    decoded.clear()
+    rec2 = score(str(real), str(fake), metrics="fid,fsd,fss", pairs=str(pairs), progress=False, cache=False)
+    assert len(decoded) == 4 + 5 + 4
     monkeypatch.setattr(images, "decode_rgb", orig)
     alone, _ = score_face(load_pairs(str(pairs), fake.resolve(), real), images.scan(fake), progress=False,
                           cache=False)
     for m in ("fsd", "fss"):
         assert rec["metrics"][m]["value"] == pytest.approx(alone[m].value, rel=1e-12)
-        assert rec["metrics"][m]["n"] == alone[m].n == 4
+        assert rec2["metrics"][m]["value"] == pytest.approx(alone[m].value, rel=1e-12)
+        assert rec["metrics"][m]["n"] == rec2["metrics"][m]["n"] == alone[m].n == 4
+
+
+def _face2text_fake(data_dir: Path, tmp_path: Path, n: int) -> tuple[Path, Path, Path]:
+    """``n`` LFW images with their first Face2Text v0.1 caption as a 'generated' folder + pairs."""
+    root = data_dir / "lfw" / "deepfunneled"
+    rows = json.loads((data_dir / "face2text" / "v0.1" / "clean.json").read_text())
+    fake, real = tmp_path / "fake", tmp_path / "real"
+    fake.mkdir()
+    real.mkdir()
+    lines = []
+    for row in rows:
+        rel = Path(row["image"]).with_suffix(".jpg")
+        caps = [d["text"] for d in row["descriptions"] if d["text"].strip()]
+        if not (root / rel).is_file() or not caps:
+            continue
+        k = len(lines)
+        (fake / f"g{k:03d}.jpg").symlink_to(root / rel)
+        (real / f"r{k:03d}.jpg").symlink_to(root / rel)
+        lines.append(json.dumps({"fake": f"g{k:03d}.jpg", "caption": caps[0], "real": str(real / f"r{k:03d}.jpg"),
+                                 "identity": rel.parts[0]}))
+        if len(lines) == n:
+            break
+    assert len(lines) == n
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(lines) + "\n")
+    return real, fake, pairs
+
+
+def test_one_pass_feeds_the_clip_matcher_too(data_dir, tmp_path, monkeypatch):
+    """score(rprec, clipscore) reads FAKE once through the CLIP image tower (a tiny random CLIP
+    on 110 Face2Text images); R-precision and CLIP score equal score_text reading FAKE itself;
+    with fid + fsd as well, FAKE is still decoded once for Inception, dlib and CLIP."""
+    import facemetrics.images as images
+    from conftest_text import TINY_ARCH, save_tiny_weights
+    from facemetrics.api import score
+    from facemetrics.captions import load_pairs
+    from facemetrics.text_scoring import score_text
+
+    real, fake, pairs = _face2text_fake(data_dir, tmp_path, 110)
+    spec = f"clip:{TINY_ARCH}:{save_tiny_weights(tmp_path / 'tiny.pt', seed=0)}"
+    decoded: list[int] = []
+    orig = images.decode_rgb
+    monkeypatch.setattr(images, "decode_rgb", lambda data: decoded.append(1) or orig(data))
+    rec = score(str(real), str(fake), metrics="rprec,clipscore", pairs=str(pairs), matcher=spec, progress=False,
+                cache=False)
+    assert len(decoded) == 110  # FAKE once, through the matcher's extractor (no other extractor runs)
+    monkeypatch.setattr(images, "decode_rgb", orig)
+    alone, _ = score_text(load_pairs(str(pairs), fake.resolve(), real), images.scan(fake),
+                          metrics={"rprec", "clipscore"}, matcher_spec=spec, progress=False)
+    for m in ("rprec", "clipscore"):
+        assert rec["metrics"][m]["n"] == alone[m].n == 110
+        assert rec["metrics"][m]["value"] == pytest.approx(alone[m].value, rel=1e-6, abs=1e-9)
+    assert rec["metrics"]["rprec"]["details"]["matcher"] == alone["rprec"].details["matcher"]
+
+    small = tmp_path / "small"
+    small.mkdir()
+    r6, f6, p6 = _face2text_fake(data_dir, small, 6)
+    decoded.clear()
+    monkeypatch.setattr(images, "decode_rgb", lambda data: decoded.append(1) or orig(data))
+    rec = score(str(r6), str(f6), metrics="fid,fsd,clipscore", pairs=str(p6), matcher=spec, progress=False,
+                cache=False)
+    # FAKE once for Inception + dlib + CLIP (6), REAL once for Inception + dlib (6);
+    # CLIP reading FAKE on its own would add 6
+    assert len(decoded) == 12
+    assert set(rec["metrics"]) >= {"fid", "fsd", "clipscore"}

@@ -229,3 +229,20 @@ def test_damsm_without_the_models_package(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "models.matcher", None)  # import fails
     with pytest.raises(FacemetricsError, match=r"models\.matcher.*could not be imported"):
         build_matcher(f"damsm:{ckpt}", "cpu")
+
+
+def test_clip_image_path_splits_for_the_shared_pass(tiny_weights):
+    """Picklable preprocessing (for decode workers) + batched encoding equals encode_images."""
+    import pickle
+
+    from facemetrics.matchers.extractor import image_extractor
+
+    m = build_matcher(f"clip:{TINY_ARCH}:{tiny_weights}", "cpu", batch_size=2)
+    imgs = _images()
+    prep = pickle.loads(pickle.dumps(m.image_preprocessor()))
+    batch = np.stack([prep(a) for a in imgs])
+    assert batch.shape == (len(imgs), 3, 32, 32) and batch.dtype == np.float32
+    np.testing.assert_array_equal(m.encode_preprocessed(batch), m.encode_images(imgs))
+    ex = image_extractor(m)
+    assert ex.fingerprint() == {"extractor": "matcher-image", "matcher": m.fingerprint()}
+    assert image_extractor(KeyedMatcher()) is None  # no split path: reads images itself

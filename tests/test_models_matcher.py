@@ -69,3 +69,29 @@ def test_clip_only_checkpoint_has_no_damsm_matcher(tmp_path):
         load_matcher(str(tmp_path), kind="damsm")
     with pytest.raises(FacemetricsError, match="checkpoint not found"):
         load_matcher(str(tmp_path / "nope.pt"))
+
+
+def test_damsm_matcher_splits_its_image_path_for_the_shared_pass(run):
+    """The damsm kind's picklable preprocessing + batched step equals encode_images; the clip
+    kind keeps image sizes and has no split path (it reads FAKE on its own)."""
+    import pickle
+
+    from PIL import Image
+
+    from facemetrics.matchers import build_matcher
+    from facemetrics.matchers.extractor import image_extractor
+    from models.matcher import load_matcher
+    from models.system import load_checkpoint
+
+    recs = load_checkpoint(str(run))["test_records"]
+    imgs = [np.asarray(Image.open(r["path"]).convert("RGB")) for r in recs]
+    m = load_matcher(str(run), kind="damsm")
+    prep = pickle.loads(pickle.dumps(m.image_preprocessor()))
+    batch = np.stack([prep(a) for a in imgs])
+    assert batch.shape == (len(imgs), 3, 64, 64) and batch.dtype == np.float32
+    np.testing.assert_array_equal(m.encode_preprocessed(batch), m.encode_images(imgs))
+    assert load_matcher(str(run), kind="clip").image_preprocessor() is None
+    ex = image_extractor(build_matcher(f"damsm:{run / 'last.pt'}"))
+    assert ex is not None and ex.fingerprint()["matcher"]["matcher"] == "damsm"
+    out = ex.forward({"image": np.stack([ex.preprocessor()(a)["image"] for a in imgs])})["embedding"]
+    np.testing.assert_array_equal(out, m.encode_images(imgs))

@@ -154,6 +154,13 @@ class _Adapted(Matcher):
         fn = getattr(self.inner, "token_counts", None)
         return fn(texts) if callable(fn) else None
 
+    def image_preprocessor(self):
+        fn = getattr(self.inner, "image_preprocessor", None)
+        return fn() if callable(fn) else None
+
+    def encode_preprocessed(self, batch):
+        return self.inner.encode_preprocessed(batch)
+
 
 def build_matcher(spec: str, device: str = "cpu", *, batch_size: int = 32, cache_dir: str | None = None) -> Matcher:
     """The matcher named by ``spec`` (see the module docstring). Weights load on first use."""

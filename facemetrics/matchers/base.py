@@ -20,13 +20,16 @@ Contract:
   tokens included), or ``None`` when the matcher has none; longer captions are
   truncated by the matcher and :meth:`token_counts` lets callers warn about it.
 * Weights are loaded when first needed (or by :meth:`load`), never at import.
+* Optionally (:meth:`Matcher.image_preprocessor`, :meth:`Matcher.encode_preprocessed`)
+  the image path splits into a picklable per-image preprocessing and a batched network
+  step, so that :class:`MatcherImageExtractor` can run it inside the shared decode pass.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -52,6 +55,18 @@ class Matcher(ABC):
     def load(self, device: str = "cpu") -> None:  # pragma: no cover - default no-op
         """Load weights onto ``device`` (idempotent)."""
 
+    def image_preprocessor(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """A picklable ``img (H×W×3 uint8) -> float32 array`` of one fixed shape, holding no
+        weights, such that ``encode_preprocessed(stack(prep(img) ...))`` equals
+        :meth:`encode_images`; ``None`` when the matcher cannot split its image path (then
+        callers decode images for it on their own). Lets the matcher's image tower join
+        ``facemetrics score``'s single decode pass (:class:`MatcherImageExtractor`)."""
+        return None
+
+    def encode_preprocessed(self, batch: np.ndarray) -> np.ndarray:
+        """Embeddings ``(n, d)`` of a stack of :meth:`image_preprocessor` outputs."""
+        raise NotImplementedError(f"{type(self).__name__} has no split image path")
+
     def token_counts(self, texts: list[str]) -> list[int] | None:
         """Number of tokens of each caption before truncation, or None if unknown."""
         return None
@@ -60,3 +75,4 @@ class Matcher(ABC):
         """sha256 of the canonical JSON of :meth:`fingerprint`."""
         blob = json.dumps(self.fingerprint(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
+

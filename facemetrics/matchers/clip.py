@@ -204,17 +204,28 @@ class ClipMatcher(Matcher):
         return self._tokenizer
 
     # ------------------------------------------------------------------ encoding
-    def encode_images(self, images: list[np.ndarray]) -> np.ndarray:
+    def image_preprocessor(self) -> "_ClipImagePrep":
+        """open_clip's evaluation transform of this model (resize, centre crop, normalise) as a
+        picklable ``img -> (3, S, S) float32``; loads the model (its config fixes the transform)."""
+        self.load()
+        return _ClipImagePrep(self._transform)
+
+    def encode_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         import torch
-        from PIL import Image
 
         self.load()
         out = []
-        for i in range(0, len(images), self.batch_size):
-            batch = [self._transform(Image.fromarray(np.asarray(im, dtype=np.uint8))) for im in images[i : i + self.batch_size]]
+        for i in range(0, len(batch), self.batch_size):
             with torch.no_grad():
-                emb = self._model.encode_image(torch.stack(batch).to(self.device))
+                emb = self._model.encode_image(torch.from_numpy(np.ascontiguousarray(batch[i : i + self.batch_size]))
+                                               .to(self.device))
             out.append(emb.float().cpu().numpy())
+        return np.concatenate(out, 0) if out else np.zeros((0, self._embed_dim()), np.float32)
+
+    def encode_images(self, images: list[np.ndarray]) -> np.ndarray:
+        prep = self.image_preprocessor()
+        out = [self.encode_preprocessed(np.stack([prep(im) for im in images[i : i + self.batch_size]]))
+               for i in range(0, len(images), self.batch_size)]
         return np.concatenate(out, 0) if out else np.zeros((0, self._embed_dim()), np.float32)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
@@ -258,3 +269,15 @@ class ClipMatcher(Matcher):
             "context_length": self.max_tokens,
             "open_clip_version": getattr(open_clip, "__version__", "unknown"),
         }
+
+
+class _ClipImagePrep:
+    """Picklable per-image CLIP preprocessing: uint8 H×W×3 → PIL → open_clip transform → float32 array."""
+
+    def __init__(self, transform) -> None:
+        self.transform = transform
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        return self.transform(Image.fromarray(np.asarray(img, dtype=np.uint8))).numpy()
