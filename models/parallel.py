@@ -33,30 +33,25 @@ NCCL on CUDA with device ``cuda:LOCAL_RANK``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
 
+from facemetrics.distributed import DistContext
 from facemetrics.errors import FacemetricsError
 
 
 @dataclass(frozen=True)
-class Parallel:
-    """Where this process sits in the run: ``rank`` of ``world`` (1 = a plain run)."""
+class Parallel(DistContext):
+    """The process's :class:`~facemetrics.distributed.DistContext` (rank, world, barrier,
+    check_same, ...) plus the tensor collectives of data-parallel training, which run on the
+    default process group (gloo on the CPU, NCCL on CUDA)."""
 
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+    @classmethod
+    def of(cls, ctx: DistContext) -> "Parallel":
+        return cls(**{f.name: getattr(ctx, f.name) for f in fields(ctx)})
 
     def local_size(self, global_batch: int, param: str = "--set train.batch_size") -> int:
         """Items per rank; the global batch must split evenly."""
@@ -114,12 +109,6 @@ class Parallel:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
-    def barrier(self) -> None:
-        if self.active:
-            import torch.distributed as dist
-
-            dist.barrier()
-
     def broadcast_(self, tensors: Iterable[torch.Tensor]) -> None:
         """Copy rank 0's values into every rank's ``tensors`` (start/resume sync)."""
         if not self.active:
@@ -128,18 +117,6 @@ class Parallel:
 
         for t in tensors:
             dist.broadcast(t.data, 0)
-
-    def check_same(self, what: str, value: object, param: str | None = None) -> None:
-        """Refuse to go on when the ranks disagree on ``value`` (data split, config)."""
-        if not self.active:
-            return
-        import torch.distributed as dist
-
-        values: list = [None] * self.world
-        dist.all_gather_object(values, value)
-        if any(v != values[0] for v in values):
-            raise FacemetricsError(f"the ranks disagree on {what}; every rank must see the same data and config "
-                                   f"(rank values: {values})", param)
 
     @staticmethod
     def _comm_device() -> torch.device:

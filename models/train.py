@@ -461,7 +461,7 @@ class Trainer:
                                limit=self.cfg["train"]["eval_images"], fid=self.cfg["train"]["eval_fid"])
             res["seconds"] = round(time.time() - t0, 2)
             self.log({"step": self.step, "gan_step": gan_step, "metrics": res})
-        self.par.barrier()
+        self.par.barrier("evaluation on rank 0")
         return res
 
     # ------------------------------------------------------------------ loop
@@ -473,7 +473,7 @@ class Trainer:
         cfg = self.cfg
         t = cfg["train"]
         self.prepare_run_dir()
-        self.par.barrier()
+        self.par.barrier("preparing the run folder")
         resumed = hasattr(self, "_resume_rng")
         if resumed:
             self.truncate_log(self.step)
@@ -538,7 +538,7 @@ class Trainer:
             self.write_grid(gan_step)
         path = self.save_checkpoint()
         self.log({"step": self.step, "event": status, "seconds": round(time.time() - t_start, 2)})
-        self.par.barrier()  # no rank returns before the checkpoint is on disk
+        self.par.barrier("writing the checkpoint")  # no rank returns before it is on disk
         return {"status": status, "step": self.step, "gan_step": gan_step, "checkpoint": str(path),
                 "world_size": self.par.world}
 
@@ -587,7 +587,7 @@ def parallel_session(device: str):
 
     kind = resolve_device(device).type
     with session("cuda" if kind == "cuda" else kind) as ctx:
-        yield Parallel(ctx.rank, ctx.world, ctx.local_rank)
+        yield Parallel.of(ctx)
 
 
 def train(cfg: dict, run_dir: str | Path, *, progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
