@@ -187,20 +187,14 @@ def shared_pass_extractors(face: list[str], text: list[str], *, face_model: str,
     return out
 
 
-def _real_folder_for_face(real: str, pairs, ctx) -> ImageSource | None:
-    """REAL's image source when it is a folder whose every image is some pair's real image
-    (e.g. a run's ``real_test``), so one pass can feed Inception and the face embedder
-    without embedding faces nobody asked for; None otherwise (statistics, zips, other sets)."""
+def _pairs_cover(src: ImageSource, pairs) -> bool:
+    """Whether every image of the folder ``src`` is some pair's real image (e.g. a run's
+    ``real_test``): then one pass can feed Inception and the face embedder without embedding
+    faces nobody asked for."""
     import os
 
-    from facemetrics.images import scan
-
-    p = Path(real)
-    if not p.is_dir() or not pairs:
-        return None
-    src = ctx.run_agreed("reading REAL", lambda: scan(real, "REAL"))
-    wanted = {os.path.realpath(r.real) for r in pairs if r.real is not None}
-    return src if src.names and all(os.path.realpath(src.root / n) in wanted for n in src.names) else None
+    wanted = {os.path.realpath(r.real) for r in pairs or () if r.real is not None}
+    return bool(src.names) and all(os.path.realpath(src.root / n) in wanted for n in src.names)
 
 
 def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), preset: str = "clean",
@@ -311,13 +305,15 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
             protocol["dims"] = fk.stats.dims
             rl = None
             if "fid" in inc or "kid" in inc:
-                real_src = _real_folder_for_face(real, pair_rows, ctx) if "face" in shared else None
-                if real_src is not None:  # REAL = the pairs' real images: one pass for Inception + face
-                    real_exts = [ex, shared["face"]]
+                if "face" in shared and Path(real).is_dir():
+                    real_src = ctx.run_agreed("reading REAL", lambda: scan(real, "REAL"))
+                    # REAL = the pairs' real images: one pass for Inception and the face embedder
+                    real_exts = [ex] + ([shared["face"]] if _pairs_cover(real_src, pair_rows) else [])
                     real_side = extract_side(real_src, real_exts, ctx, param="REAL",
                                              desc="real " + "+".join(e.name for e in real_exts), **opts)
                     rl = _inception_features(real_side, ex, "REAL", features="kid" in inc, logits=False)
-                    real_extraction = (real_src, real_side.extraction(shared["face"].name))
+                    if len(real_exts) > 1:
+                        real_extraction = (real_src, real_side.extraction(shared["face"].name))
                 else:
                     rl = load_side(real, ex, "REAL", opts, ctx, features="kid" in inc, logits=False)
                 real_info = source_info(rl.path, rl.kind, rl.n, rl.content_sha256)
