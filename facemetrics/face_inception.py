@@ -23,13 +23,12 @@ independent sigmoids (masked binary cross-entropy) grouped as described in
 from __future__ import annotations
 
 import os
-import zipfile
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.torchfile import load_torch_dict
 from facemetrics.weights import sha256_file  # noqa: F401  (re-exported for finetune/extractor)
 
 FORMAT = "facemetrics.face-inception/1"
@@ -101,38 +100,6 @@ def build_model(n_outputs: int, dropout: float = 0.0):
 
 # --------------------------------------------------------------------------- checkpoint I/O
 
-def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through an atomic write (a reader never sees a partial file)."""
-    import torch
-
-    from facemetrics.atomic import atomic_open
-
-    with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
-
-
-def load_torch(path: str | os.PathLike, what: str, param: str | None) -> dict:
-    """``torch.load(weights_only=True)`` with clear errors for missing or corrupted files."""
-    import pickle
-
-    import torch
-
-    p = Path(path)
-    if not p.is_file():
-        raise FacemetricsError(f"{what} does not exist: {p}", param)
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
-            pickle.UnpicklingError, AttributeError, TypeError, KeyError) as e:
-        raise FacemetricsError(
-            f"{what} {p} is corrupted or not a torch file ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
-            param,
-        ) from None
-    if not isinstance(obj, dict):
-        raise FacemetricsError(f"{what} {p} is not a facemetrics checkpoint (holds a {type(obj).__name__})", param)
-    return obj
-
-
 def load_checkpoint(path: str | os.PathLike, param: str | None = "--extractor") -> dict:
     """Read and validate a face-Inception checkpoint (see the module docstring).
 
@@ -144,7 +111,7 @@ def load_checkpoint(path: str | os.PathLike, param: str | None = "--extractor") 
 
     from facemetrics.inception_net import ARCH
 
-    ck = load_torch(path, "checkpoint", param)
+    ck = load_torch_dict(path, "checkpoint", param)
     fmt = ck.get("format")
     if fmt != FORMAT:
         hint = ""

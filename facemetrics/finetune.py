@@ -53,12 +53,11 @@ from facemetrics.face_inception import (
     Preprocess,
     build_model,
     get_resizer,
-    load_torch,
     normalisation,
-    save_torch,
     sha256_file,
 )
 from facemetrics.finetune_labels import LabelSet, load_labels
+from facemetrics.torchfile import load_torch_dict, save_torch
 
 #: Config fields that may change between a run and its ``--resume``.
 RESUMABLE_CHANGES = frozenset({"epochs", "out", "plot", "progress", "resume", "device", "cache_mb"})
@@ -431,7 +430,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] | None = None) -> F
     orders: list[list[int]] = []
     start = 1
     if cfg.resume:
-        st = load_torch(state_path, "training state", "--resume")
+        st = load_torch_dict(state_path, "training state", "--resume")
         if st.get("format") != TRAIN_STATE_FORMAT:
             raise FacemetricsError(f"{state_path} is not a face-Inception training state", "--resume")
         diff = _config_diff(st["config"], cfg)

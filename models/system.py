@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.torchfile import load_torch
 from models import config as C
 from models.data import ClipCoder, WordCoder, coder_from_state, stage_sizes
 
@@ -189,10 +190,9 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", param: 
         p = p / "last.pt"
     if not p.is_file():
         raise FacemetricsError(f"checkpoint not found: {p}", param)
-    try:
-        ck = torch.load(p, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
-        raise FacemetricsError(f"cannot read checkpoint {p}: {e}", param) from None
+    # weights_only=False: the checkpoint holds the run's config and RNG states; only
+    # files written by models.train are meant to be read here
+    ck = load_torch(p, "checkpoint", param, weights_only=False, map_location=map_location)
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise FacemetricsError(f"{p} is not a models checkpoint (format {CHECKPOINT_FORMAT})", param)
     ck["path"] = str(p)

@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.torchfile import load_torch_dict
 
 
 class LSTMEncoder(nn.Module):
@@ -71,8 +72,8 @@ def build_clip(cfg: dict):
                 except RuntimeError as e:
                     raise FacemetricsError(f"unknown CLIP model {c['model']!r}: {e}", "--set clip.model") from None
     if path is not None:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(sd, dict) and "state_dict" in sd:
+        sd = load_torch_dict(path, "CLIP weights", "--set clip.pretrained")
+        if "state_dict" in sd:
             sd = sd["state_dict"]
         sd = {k.removeprefix("module."): v for k, v in sd.items()}
         try:

@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from facemetrics.atomic import atomic_open, atomic_write_text
+from facemetrics.atomic import atomic_write_text
 from facemetrics.errors import FacemetricsError
+from facemetrics.torchfile import save_torch
 from models import config as C
 from models.data import load_records, make_loader, split_records
 from models.losses import clip_match_loss, d_loss, damsm_loss, g_adv_loss, kl_loss
@@ -297,8 +298,7 @@ class Trainer:
             "torch_version": torch.__version__,
             "world_size": self.par.world,
         }
-        with atomic_open(path, "wb") as f:
-            torch.save(ck, f)
+        save_torch(ck, path)
         return path
 
     # ------------------------------------------------------------------ steps

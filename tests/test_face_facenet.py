@@ -141,7 +141,7 @@ def test_missing_weights_error_when_used(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFoundError, match="Tried"):
         ex.load()
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(FacemetricsError, match="cannot read FaceNet weights"):
+    with pytest.raises(FacemetricsError, match="FaceNet weights .* is corrupted or not a torch file"):
         build_extractor("facenet", weights=str(tmp_path / "bad.pt")).load()
 
 

@@ -314,15 +314,10 @@ class FacenetExtractor(FeatureExtractor):
     def load(self, device: str = "cpu") -> None:
         if self._net is not None and device == self._device:
             return
-        import torch
+        from facemetrics.torchfile import load_torch_dict
 
         path = self.weights_path
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's
-            raise FacemetricsError(f"cannot read FaceNet weights {path}: {e}", "--face-weights") from None
-        if not isinstance(state, dict):
-            raise FacemetricsError(f"{path} does not hold a state dict", "--face-weights")
+        state = load_torch_dict(path, "FaceNet weights", "--face-weights")
         net = build_network()
         self.dropped_keys = load_state_dict_strict(net, state, str(path))
         self._net = net.to(device).eval()

@@ -1,0 +1,63 @@
+"""Reading and writing ``torch.save`` files with clear errors and atomic writes.
+
+Every checkpoint or weights file that facemetrics and ``models/`` read goes
+through :func:`load_torch`. A missing file, a truncated download, or a file of
+another kind is the user's mistake, not a bug, so it becomes a
+:class:`~facemetrics.errors.FacemetricsError` naming the file and the flag
+(a click usage error, exit 2) instead of a traceback. ``torch.load`` on
+arbitrary bytes can raise almost any exception type (``UnpicklingError``,
+``IndexError``, ``UnicodeDecodeError``, ``KeyError``, ``OverflowError``,
+``MemoryError``, ``SystemError``…), so every ``Exception`` is caught;
+``KeyboardInterrupt`` still propagates.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from facemetrics.errors import FacemetricsError
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through an atomic write (a reader never sees a partial file)."""
+    import torch
+
+    from facemetrics.atomic import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def load_torch(path: str | os.PathLike, what: str, param: str | None, *,
+               weights_only: bool = True, map_location: Any = "cpu") -> Any:
+    """``torch.load`` with a :class:`FacemetricsError` for a missing or unreadable file.
+
+    ``what`` names the file in the message ("checkpoint", "CLIP weights"…) and
+    ``param`` is the flag it came from. ``weights_only=True`` (the default) reads
+    tensors and plain containers only; pass ``False`` only for files this
+    project wrote itself.
+    """
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise FacemetricsError(f"{what} does not exist: {p}", param)
+    try:
+        with warnings.catch_warnings():
+            # garbage read as a legacy pickle warns about its "protocol" before failing
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(p, map_location=map_location, weights_only=weights_only)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's, see module doc
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise FacemetricsError(
+            f"{what} {p} is corrupted or not a torch file ({type(e).__name__}: {first})", param) from None
+
+
+def load_torch_dict(path: str | os.PathLike, what: str, param: str | None, **kw: Any) -> dict:
+    """:func:`load_torch`, refusing a file that does not hold a dict."""
+    obj = load_torch(path, what, param, **kw)
+    if not isinstance(obj, dict):
+        raise FacemetricsError(f"{what} {Path(path)} holds a {type(obj).__name__}, not a dict", param)
+    return obj
