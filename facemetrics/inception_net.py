@@ -278,13 +278,11 @@ def default_fid_weights(explicit: str | Path | None = None) -> Path:
     return resolve_weights(INCEPTION_WEIGHTS, explicit, param="--base-weights")
 
 
-def scripted_layers_state(path: str | Path) -> dict[str, torch.Tensor]:
+def scripted_layers_state(path: str | Path, param: str | None = "--base-weights") -> dict[str, torch.Tensor]:
     """The state dict of the TorchScript file's ``net.layers`` (or ``layers``) module."""
-    import warnings
+    from facemetrics.torchfile import load_torchscript
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load deprecation notice
-        m = torch.jit.load(str(path), map_location="cpu")
+    m = load_torchscript(path, "Inception weights", param)
     layers = m.net.layers if hasattr(m, "net") else m.layers
     return {k: v.detach().clone() for k, v in layers.state_dict().items()}
 

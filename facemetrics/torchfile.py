@@ -1,7 +1,8 @@
 """Reading and writing ``torch.save`` files with clear errors and atomic writes.
 
 Every checkpoint or weights file that facemetrics and ``models/`` read goes
-through :func:`load_torch`. A missing file, a truncated download, or a file of
+through :func:`load_torch` (``torch.save`` files) or :func:`load_torchscript`
+(TorchScript archives such as the FID Inception weights). A missing file, a truncated download, or a file of
 another kind is the user's mistake, not a bug, so it becomes a
 :class:`~facemetrics.errors.FacemetricsError` naming the file and the flag
 (a click usage error, exit 2) instead of a traceback. ``torch.load`` on
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from facemetrics.errors import FacemetricsError
 
@@ -30,6 +31,23 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, f)
 
 
+def _read(p: Path, what: str, param: str | None, kind: str, reader: Callable[[], Any]) -> Any:
+    """Run ``reader`` on the existing file ``p``; any failure becomes a FacemetricsError."""
+    if not p.is_file():
+        raise FacemetricsError(f"{what} does not exist: {p}", param)
+    try:
+        with warnings.catch_warnings():
+            # garbage read as a legacy pickle warns about its "protocol" before failing
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # torch.jit.load's deprecation notice is torch's business, not the user's
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
+            return reader()
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's, see module doc
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise FacemetricsError(
+            f"{what} {p} is corrupted or not a {kind} file ({type(e).__name__}: {first})", param) from None
+
+
 def load_torch(path: str | os.PathLike, what: str, param: str | None, *,
                weights_only: bool = True, map_location: Any = "cpu") -> Any:
     """``torch.load`` with a :class:`FacemetricsError` for a missing or unreadable file.
@@ -42,17 +60,16 @@ def load_torch(path: str | os.PathLike, what: str, param: str | None, *,
     import torch
 
     p = Path(path)
-    if not p.is_file():
-        raise FacemetricsError(f"{what} does not exist: {p}", param)
-    try:
-        with warnings.catch_warnings():
-            # garbage read as a legacy pickle warns about its "protocol" before failing
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(p, map_location=map_location, weights_only=weights_only)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's, see module doc
-        first = (str(e).splitlines() or [""])[0][:200]
-        raise FacemetricsError(
-            f"{what} {p} is corrupted or not a torch file ({type(e).__name__}: {first})", param) from None
+    return _read(p, what, param, "torch",
+                 lambda: torch.load(p, map_location=map_location, weights_only=weights_only))
+
+
+def load_torchscript(path: str | os.PathLike, what: str, param: str | None) -> Any:
+    """``torch.jit.load(map_location="cpu")`` with the same errors as :func:`load_torch`."""
+    import torch
+
+    p = Path(path)
+    return _read(p, what, param, "TorchScript", lambda: torch.jit.load(str(p), map_location="cpu"))
 
 
 def load_torch_dict(path: str | os.PathLike, what: str, param: str | None, **kw: Any) -> dict:

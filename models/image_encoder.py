@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.torchfile import load_torchscript
 
 
 class CNNEncoder(nn.Module):
@@ -85,7 +86,7 @@ class InceptionEncoder(nn.Module):
         if not path.is_file():
             raise FacemetricsError(f"Inception weights not found: {path}", "--set damsm.inception_weights")
         self.weights_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        net = torch.jit.load(str(path), map_location="cpu")
+        net = load_torchscript(path, "Inception weights", "--set damsm.inception_weights")
         layers = net.net.layers if hasattr(net, "net") else net.layers
         self.trunk = layers
         for p in self.trunk.parameters():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facemetrics.errors import FacemetricsError
-from facemetrics.torchfile import load_torch, load_torch_dict, save_torch
+from facemetrics.torchfile import load_torch, load_torch_dict, load_torchscript, save_torch
 
 N_GARBAGE = 400  # seeds 0..399 of 4 KiB random bytes
 
@@ -55,3 +55,20 @@ def test_missing_truncated_and_non_dict(tmp_path):
     assert load_torch(lst, "checkpoint", "--x") == [1, 2]
     with pytest.raises(FacemetricsError, match="holds a list, not a dict"):
         load_torch_dict(lst, "checkpoint", "--x")
+
+
+def test_torchscript_reader(tmp_path):
+    good = tmp_path / "lin.pt"
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 2)
+    torch.jit.save(torch.jit.script(lin), str(good))
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(load_torchscript(good, "weights", "--w")(x), lin(x), rtol=0, atol=0)
+    with pytest.raises(FacemetricsError, match="weights does not exist"):
+        load_torchscript(tmp_path / "nope.pt", "weights", "--w")
+    for name, data in [("garbage.pt", np.random.default_rng(0).bytes(4096)),
+                       ("cut.pt", good.read_bytes()[:-200])]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(FacemetricsError, match=rf"weights .*{name} is corrupted or not a TorchScript file") as ei:
+            load_torchscript(tmp_path / name, "weights", "--w")
+        assert ei.value.param == "--w"

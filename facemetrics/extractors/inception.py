@@ -96,17 +96,12 @@ class InceptionExtractor(FeatureExtractor):
     def load(self, device: str = "cpu") -> None:
         if self._layers is not None and device == self._device:
             return
-        import warnings
-
         import torch
 
+        from facemetrics.torchfile import load_torchscript
+
         path = self.weights_path
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
-            try:
-                module = torch.jit.load(str(path), map_location="cpu").eval()
-            except Exception as e:
-                raise FacemetricsError(f"cannot load Inception weights {path}: {e}", "--inception-weights") from None
+        module = load_torchscript(path, "Inception weights", "--inception-weights").eval()
         if hasattr(module, "layers"):
             layers = module.layers
             out = getattr(module, "output", None)
