@@ -57,6 +57,7 @@ def test_missing_truncated_and_non_dict(tmp_path):
         load_torch_dict(lst, "checkpoint", "--x")
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # writing the fixture needs the deprecated API
 def test_torchscript_reader(tmp_path):
     good = tmp_path / "lin.pt"
     torch.manual_seed(0)
