@@ -21,12 +21,45 @@ from typing import Any, Callable
 from facemetrics.errors import FacemetricsError
 
 
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+def check_plain(obj: Any, where: str = "") -> None:
+    """Raise ``TypeError`` unless ``obj`` is made of tensors (and torch dtypes, devices and sizes),
+    plain containers (dict,
+    ``OrderedDict``, list, tuple) and plain scalars only: what
+    ``torch.load(weights_only=True)`` reads back without any Python code. Exact types are
+    required (a ``str`` subclass such as ``torch.__version__`` pickles as its class)."""
+    import collections
+
+    import torch
+
+    if isinstance(obj, (torch.Tensor, torch.dtype, torch.device)) or type(obj) in (*_PLAIN_SCALARS, torch.Size):
+        return
+    if type(obj) in (dict, collections.OrderedDict):
+        for k, v in obj.items():
+            check_plain(k, f"{where}[key {k!r}]")
+            check_plain(v, f"{where}[{k!r}]")
+        return
+    if type(obj) in (list, tuple):
+        for i, v in enumerate(obj):
+            check_plain(v, f"{where}[{i}]")
+        return
+    raise TypeError(f"value{where} is a {type(obj).__module__}.{type(obj).__qualname__}: only tensors, "
+                    "plain containers and plain scalars may be saved (files must load with weights_only=True)")
+
+
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through an atomic write (a reader never sees a partial file)."""
+    """``torch.save`` through an atomic write (a reader never sees a partial file).
+
+    ``obj`` must pass :func:`check_plain`, so that every file written here loads with
+    ``torch.load(weights_only=True)`` (and so with :func:`load_torch`).
+    """
     import torch
 
     from facemetrics.atomic import atomic_open
 
+    check_plain(obj)
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
 

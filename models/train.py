@@ -51,8 +51,24 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+def _numpy_rng_state() -> dict:
+    """NumPy's global MT19937 state as a tensor and plain numbers (loads with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+
+def _set_numpy_rng_state(st: dict) -> None:
+    """Restore the state :func:`_numpy_rng_state` stored."""
+    np.random.set_state((st["name"], st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"],
+                         st["gauss"]))
+
+
 def _rng_state(device: torch.device) -> dict:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG the trainer draws from, as tensors and plain containers only."""
+    version, internal, gauss = random.getstate()
+    st = {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
+          "python": {"version": version, "state": list(internal), "gauss": gauss}}
     if device.type == "cuda":
         # this process's device only: under torchrun every rank's device generator is in the same state
         st["cuda_device"] = torch.cuda.get_rng_state(device)
@@ -60,13 +76,13 @@ def _rng_state(device: torch.device) -> dict:
 
 
 def _set_rng_state(st: dict, device: torch.device) -> None:
+    """Restore the states :func:`_rng_state` stored."""
     torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
-    random.setstate(st["python"])
+    _set_numpy_rng_state(st["numpy"])
+    p = st["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if device.type == "cuda" and "cuda_device" in st:
         torch.cuda.set_rng_state(st["cuda_device"], device)
-    elif device.type == "cuda" and "cuda" in st:  # checkpoints written before models.parallel
-        torch.cuda.set_rng_state_all(st["cuda"])
 
 
 def _seed_all(seed: int) -> None:
@@ -295,7 +311,7 @@ class Trainer:
             "rng": _rng_state(self.device),
             "split": {"train": [r.key for r in self.train_recs], "test": [r.key for r in self.test_recs]},
             "test_records": [record_to_dict(r, self.cfg["data"]["root"]) for r in self.test_recs],
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),  # TorchVersion pickles as its class
             "world_size": self.par.world,
         }
         save_torch(ck, path)

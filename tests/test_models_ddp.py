@@ -51,8 +51,8 @@ def _ok(p: subprocess.CompletedProcess) -> dict:
 
 
 def _rel_diffs(a_dir: Path, b_dir: Path) -> dict[str, float]:
-    a = torch.load(a_dir / "last.pt", map_location="cpu", weights_only=False)["state"]
-    b = torch.load(b_dir / "last.pt", map_location="cpu", weights_only=False)["state"]
+    a = torch.load(a_dir / "last.pt", map_location="cpu", weights_only=True)["state"]
+    b = torch.load(b_dir / "last.pt", map_location="cpu", weights_only=True)["state"]
     out = {}
     for net, sa in a.items():
         if not isinstance(sa, dict):

@@ -64,7 +64,7 @@ def test_variant_trains_with_finite_losses(tmp_path, text, matching, request):
     assert (run / "last.pt").is_file()
     assert sorted(p.name for p in (run / "grids").glob("*.png")) == [
         "step_0000000.png", "step_0000002.png", "step_0000003.png"]
-    ck = torch.load(run / "last.pt", weights_only=False)
+    ck = torch.load(run / "last.pt", weights_only=True)
     assert ck["variant"] == f"{text}-{matching}" and ck["gan_step"] == 3
     if text == "clip":  # frozen random CLIP weights are rebuilt from the seed, not stored
         assert ck["clip"]["weights"] == "random" and "text_encoder" not in ck["state"]
@@ -89,10 +89,10 @@ def test_resume_equals_uninterrupted_run(tmp_path, request, text, stop_at):
     run = tmp_path / "run"
     assert train(tiny_config(**{"text.encoder": text}), run, progress=False,
                  stop_at=stop_at)["status"] == "stopped"
-    assert torch.load(run / "last.pt", weights_only=False)["step"] == stop_at
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == stop_at
     assert resume(run, progress=False)["status"] == "done"
-    a = torch.load(straight / "last.pt", weights_only=False)
-    b = torch.load(run / "last.pt", weights_only=False)
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(run / "last.pt", weights_only=True)
     assert a["step"] == b["step"] == 5
     ta = dict(_tensors({"state": a["state"], "optim": a["optim"]}))
     tb = dict(_tensors({"state": b["state"], "optim": b["optim"]}))
@@ -114,7 +114,7 @@ def test_generate_writes_pngs_and_pairs_manifest(tmp_path, lstm_run):
                                  "--out", str(out), "--quiet", "--n-per-caption", "2"])
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
-    ck = torch.load(lstm_run / "last.pt", weights_only=False)
+    ck = torch.load(lstm_run / "last.pt", weights_only=True)
     n_caps = sum(len(d["captions"]) for d in ck["test_records"])
     assert len(rows) == 2 * n_caps == len(list(out.glob("*.png")))
     test_paths = {d["path"] for d in ck["test_records"]}
@@ -135,7 +135,7 @@ def test_generate_writes_pngs_and_pairs_manifest(tmp_path, lstm_run):
 
 
 def test_test_images_never_reach_training(lstm_run):
-    ck = torch.load(lstm_run / "last.pt", weights_only=False)
+    ck = torch.load(lstm_run / "last.pt", weights_only=True)
     train_keys, test_keys = set(ck["split"]["train"]), set(ck["split"]["test"])
     assert train_keys and test_keys and not train_keys & test_keys
     test_ids = {d["identity"] for d in ck["test_records"]}
