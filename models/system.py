@@ -190,9 +190,9 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", param: 
         p = p / "last.pt"
     if not p.is_file():
         raise FacemetricsError(f"checkpoint not found: {p}", param)
-    # weights_only=False: the checkpoint holds the run's config and RNG states; only
-    # files written by models.train are meant to be read here
-    ck = load_torch(p, "checkpoint", param, weights_only=False, map_location=map_location)
+    # tensors and plain containers only (config, coder vocabularies and RNG states included):
+    # a checkpoint from someone else can never run code here
+    ck = load_torch(p, "checkpoint", param, map_location=map_location)
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise FacemetricsError(f"{p} is not a models checkpoint (format {CHECKPOINT_FORMAT})", param)
     ck["path"] = str(p)

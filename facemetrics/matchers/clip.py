@@ -34,6 +34,7 @@ import numpy as np
 
 from facemetrics.errors import FacemetricsError, WeightsNotFoundError
 from facemetrics.matchers.base import Matcher
+from facemetrics.torchfile import unsafe_pickle_error
 from facemetrics.weights import sha256_file
 
 def _quickgelu_arch(arch: str) -> str:
@@ -175,6 +176,11 @@ class ClipMatcher(Matcher):
         except FacemetricsError:
             raise
         except Exception as e:
+            # open_clip reads .bin/.pt/.pth with torch.load(weights_only=True): a pickle that
+            # needs code is refused there; say so instead of "not a state dict"
+            unsafe = unsafe_pickle_error(e, Path(path), "CLIP weights", "--matcher")
+            if unsafe is not None:
+                raise unsafe from None
             raise FacemetricsError(
                 f"could not load CLIP weights {path} into {self.arch or self.local_dir}: "
                 f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''} "
