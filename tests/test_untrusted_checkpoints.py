@@ -168,6 +168,9 @@ CASES: dict[str, tuple[Callable[[Workspace], list[str]], Callable[[Workspace], d
         lambda w: _score(w, "--pairs", w.pairs, "--metrics", "fsd", "--face-model", "facenet",
                          "--face-weights", w.payload),
         None, NEEDS_CODE),
+    "score with FACEMETRICS_FACENET=FILE": (
+        lambda w: _score(w, "--pairs", w.pairs, "--metrics", "fsd", "--face-model", "facenet"),
+        lambda w: {"FACEMETRICS_FACENET": str(w.payload)}, NEEDS_CODE),
     "score --inception-weights FILE": (
         lambda w: _score(w, "--metrics", "fid", "--inception-weights", w.payload), None, NOT_TORCHSCRIPT),
     "score with FACEMETRICS_INCEPTION=FILE": (
@@ -199,6 +202,7 @@ def test_payload_file_never_runs(ws, case, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]), "FACEMETRICS_OFFLINE": "1",
            "FACEMETRICS_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     env.pop("FACEMETRICS_INCEPTION", None)
+    env.pop("FACEMETRICS_FACENET", None)
     if extra_env is not None:
         env.update(extra_env(ws))
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
