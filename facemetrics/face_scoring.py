@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,26 @@ def _only(extraction, extractor: str, keep: set[str]):
                       {extractor: outs}, extraction.content_key)
 
 
-def score_face(
+@dataclass
+class FacePairs:
+    """Row-aligned face embeddings of the usable pairs (row i of each: pair i) and their details."""
+
+    fake: np.ndarray
+    real: np.ndarray
+    details: dict[str, Any]
+
+
+def score_face(pairs: Sequence[PairRecord] | None, fake_source: ImageSource, **kw: Any,
+               ) -> tuple[dict[str, MetricResult], list[str]]:
+    """FSD (L2), FSD-L1 and FSS over ``pairs``: :func:`pair_faces`, then the registered specs."""
+    from facemetrics.metrics import registry
+
+    fp, warnings = pair_faces(pairs, fake_source, **kw)
+    inputs = registry.MetricInputs(options=None, paired={"face": fp})
+    return registry.compute_all(registry.resolve("fsd"), inputs), warnings
+
+
+def pair_faces(
     pairs: Sequence[PairRecord] | None,
     fake_source: ImageSource,
     *,
@@ -121,8 +141,8 @@ def score_face(
     cache_root: str | os.PathLike | None = None,
     fake_extraction=None,
     real_extraction=None,
-) -> tuple[dict[str, MetricResult], list[str]]:
-    """FSD (L2), FSD-L1 and FSS over ``pairs`` (see module doc); returns (results, warnings).
+) -> tuple[FacePairs, list[str]]:
+    """Embed both images of every pair (see module doc); returns (:class:`FacePairs`, warnings).
 
     ``pairs[i].fake`` names an image of ``fake_source``; ``pairs[i].real`` the
     absolute path (or ``<zip>/<member>``) of its real image. ``fake_extraction``
@@ -275,6 +295,4 @@ def score_face(
         "fake_unpaired": max(unpaired, 0),
         "failed_images": {"fake": [list(f) for f in fake_failed], "real": [list(f) for f in real_failed]},
     }
-    from facemetrics.metrics.face import face_similarity
-
-    return face_similarity(np.stack(g_rows), np.stack(r_rows), details), warnings
+    return FacePairs(np.stack(g_rows), np.stack(r_rows), details), warnings

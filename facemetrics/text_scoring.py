@@ -14,7 +14,8 @@ their own caption excluded (plus their identity when given): a warning says so.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
@@ -142,13 +143,46 @@ def _embed_by_decoding(pairs: list["PairRecord"], fake_source: "ImageSource", ma
     return kept, (np.concatenate(chunks, 0) if chunks else np.zeros((0, 0), np.float32)), failed
 
 
-def score_text(
+@dataclass
+class TextPairs:
+    """The matcher's view of the usable pairs: what R-precision and CLIP score compute on.
+
+    ``image_emb`` (N, d): one row per generated image; ``caption_emb`` (M, d): the caption
+    pool (distinct (caption, real image, identity) triples); ``true_index`` (N,): each
+    image's own pool row; ``image_ids``/``identities`` (M,): what each pool caption describes.
+    """
+
+    image_emb: np.ndarray
+    caption_emb: np.ndarray
+    true_index: np.ndarray
+    image_ids: list[Any]
+    identities: list[Any]
+    n_negatives: int
+    folds: int
+    details: dict[str, Any]
+
+
+def score_text(pairs: list["PairRecord"], fake_source: "ImageSource", *, metrics: set[str] | frozenset[str],
+               seed: int = 0, **kw: Any) -> tuple[dict[str, MetricResult], list[str]]:
+    """Compute the requested text metrics (``rprec``, ``clipscore``): :func:`pair_texts`, then their specs."""
+    from types import SimpleNamespace
+
+    from facemetrics.metrics import registry
+
+    wanted = [m for m in ("rprec", "clipscore") if m in set(metrics)]
+    if not wanted:
+        return {}, []
+    tp, warnings = pair_texts(pairs, fake_source, wanted=wanted, **kw)
+    inputs = registry.MetricInputs(options=SimpleNamespace(seed=seed), paired={"matcher": tp})
+    return registry.compute_all(registry.resolve(wanted), inputs), warnings
+
+
+def pair_texts(
     pairs: list["PairRecord"],
     fake_source: "ImageSource",
     *,
-    metrics: set[str] | frozenset[str],
+    wanted: Sequence[str] = ("rprec", "clipscore"),
     matcher_spec: str | None = None,
-    seed: int = 0,
     batch_size: int = 32,
     device: str = "cpu",
     progress: bool = True,
@@ -158,8 +192,8 @@ def score_text(
     matcher: "Matcher | None" = None,
     pairs_name: str = "pairs manifest",
     fake_extraction=None,
-) -> tuple[dict[str, MetricResult], list[str]]:
-    """Compute the requested text metrics (``rprec``, ``clipscore``) of ``fake_source``.
+) -> tuple[TextPairs, list[str]]:
+    """Embed the generated images the pairs name and their caption pool with one matcher.
 
     ``pairs`` are the manifest rows (one per generated image; ``fake`` relative
     to ``fake_source``). ``matcher_spec`` (default ``clip:ViT-B-32:openai``) is
@@ -167,16 +201,13 @@ def score_text(
     given. Undecodable generated images are dropped with a warning (an error
     with ``strict``). ``fake_extraction`` (``score``'s single decode pass of FAKE with a
     :class:`~facemetrics.matchers.extractor.MatcherImageExtractor` of ``matcher``) supplies
-    the image embeddings instead of decoding the images here. Returns
-    ``(results by metric name, warnings)``.
+    the image embeddings instead of decoding the images here. ``wanted`` names the metrics
+    the warnings speak of (and whether R-precision's no-real-image warning applies).
+    Returns ``(TextPairs, warnings)``.
     """
     from facemetrics.matchers import DEFAULT_MATCHER, build_matcher
-    from facemetrics.metrics.clipscore import clip_score
-    from facemetrics.metrics.rprecision import r_precision
 
-    wanted = set(metrics) & TEXT_METRICS
-    if not wanted:
-        return {}, []
+    wanted = set(wanted)
     validate_pairs(pairs, fake_source, pairs_name)
     warnings: list[str] = []
     if matcher is None:
@@ -219,18 +250,10 @@ def score_text(
                 f"truncated (longest: {counts[worst]} tokens, {pairs_name} {at}: \"{_short(texts[worst])}\")"
             )
 
-    results: dict[str, MetricResult] = {}
-    if "rprec" in wanted:
-        if no_real:
-            warnings.append(
-                f"{no_real} pairs row(s) name no real image: their R-precision negatives exclude only the same "
-                f"caption text (and the same identity when given)"
-            )
-        r = r_precision(img_emb, cap_emb, t_idx, image_ids, identities, n_negatives=n_negatives, folds=folds, seed=seed)
-        r.details.update({"matcher": fp, "truncated_captions": n_long})
-        results["rprec"] = r
-    if "clipscore" in wanted:
-        c = clip_score(img_emb, cap_emb[t_idx])
-        c.details.update({"matcher": fp, "truncated_captions": n_long})
-        results["clipscore"] = c
-    return results, warnings
+    if "rprec" in wanted and no_real:
+        warnings.append(
+            f"{no_real} pairs row(s) name no real image: their R-precision negatives exclude only the same "
+            f"caption text (and the same identity when given)"
+        )
+    details = {"matcher": fp, "truncated_captions": n_long}
+    return TextPairs(img_emb, cap_emb, t_idx, image_ids, identities, n_negatives, folds, details), warnings

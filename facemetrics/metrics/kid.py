@@ -48,3 +48,32 @@ def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: 
     return MetricResult("kid", float(vals.mean()), higher_is_better=False, std=float(vals.std()), n=subsets,
                         details={"subsets": subsets, "subset_size": m, "seed": seed,
                                  "kernel": "(x.y/d+1)^3", "std_kind": "population over subsets"})
+
+
+# --------------------------------------------------------------------------- registry spec
+
+def _compute(inputs) -> dict[str, MetricResult]:
+    from facemetrics.metrics.fid import inception_protocol
+
+    real, fake = inputs.row("real"), inputs.row("fake")
+    if real is None:
+        raise FacemetricsError(
+            f"KID needs per-image features and {inputs.labels.get('real', 'REAL')} holds statistics only; "
+            "re-create it with `facemetrics stats FOLDER --features -o FILE.npz`", "REAL")
+    o = inputs.options
+    res = kid(real, fake, subsets=o.kid_subsets, subset_size=o.kid_subset_size, seed=o.seed)
+    for k, v in inception_protocol(inputs).items():
+        res.details.setdefault(k, v)
+    return {"kid": res}
+
+
+def _register() -> None:
+    from facemetrics.metrics.registry import MetricSpec, Need, register
+
+    register(MetricSpec(
+        name="kid", higher_is_better=False, needs=(Need("inception", "pool", "rows"),), compute=_compute,
+        summary="unbiased MMD² of the Inception pool features, cubic kernel, seeded subsets",
+        protocol=("preset", "extractor", "subsets", "subset_size", "seed")))
+
+
+_register()

@@ -190,3 +190,25 @@ def r_precision(
             "fold_values": [float(v) for v in fold_rates],
         },
     )
+
+
+# --------------------------------------------------------------------------- registry spec
+
+def _compute(inputs) -> dict[str, MetricResult]:
+    tp = inputs.paired["matcher"]
+    r = r_precision(tp.image_emb, tp.caption_emb, tp.true_index, tp.image_ids, tp.identities,
+                    n_negatives=tp.n_negatives, folds=tp.folds, seed=inputs.options.seed)
+    r.details.update(tp.details)
+    return {"rprec": r}
+
+
+def _register() -> None:
+    from facemetrics.metrics.registry import MetricSpec, Need, register
+
+    register(MetricSpec(
+        name="rprec", higher_is_better=True, needs=(Need("matcher", "embedding", "paired", ("fake",)),),
+        compute=_compute, summary="R-precision of each image's caption against 99 negatives",
+        protocol=("n_negatives", "folds", "seed", "matcher")))
+
+
+_register()
