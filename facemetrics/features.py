@@ -26,6 +26,7 @@ from facemetrics.cache import CachedFeatures, FeatureCache
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors.base import FeatureExtractor
 from facemetrics.images import DECODE_ERRORS, ImageSource, file_digests, key_from_digests, load_rgb
+from facemetrics.inputs import PixelSource
 
 #: how decode/preprocess workers run
 WORKER_KINDS = ("thread", "process")
@@ -45,8 +46,8 @@ class Extraction:
 
 
 def _decode_and_prep(source: ImageSource, name: str, preps: list) -> tuple[str, list | None, str | None]:
-    try:
-        img = load_rgb(source, name)
+    try:  # in-memory images (facemetrics.inputs) skip decoding: the same H×W×3 uint8 array reaches `preps`
+        img = source.image(name) if isinstance(source, PixelSource) else load_rgb(source, name)
     except DECODE_ERRORS as e:
         # PIL names the in-memory buffer with its address; drop it so records are reproducible
         return name, None, re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(e).__name__}: {e}")
@@ -182,7 +183,10 @@ def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], *, batc
         raise FacemetricsError(f"unknown worker kind {workers_kind!r}; choose {' or '.join(WORKER_KINDS)}",
                                "--workers-kind")
     fc = FeatureCache(cache_root)
-    digests = file_digests(source, fc.index_path(source.root) if cache else None)
+    if isinstance(source, PixelSource):  # hashes of the pixels (facemetrics.inputs.pixel_digest)
+        digests = source.digests()
+    else:
+        digests = file_digests(source, fc.index_path(source.root) if cache else None)
     ckey = key_from_digests(source.kind, source.names, digests)
     fps = [ex.fingerprint_key() for ex in extractors]
     hits: dict[int, CachedFeatures] = {}
