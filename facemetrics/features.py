@@ -8,7 +8,10 @@ enough: forked like torch's DataLoader workers, they get the file names and send
 back the preprocessed arrays), batches the results per extractor and runs the
 networks in the calling thread. Per-extractor results are cached on disk
 (:mod:`facemetrics.cache`); an extractor whose entry is cached is not run, and
-when all are cached no image is decoded at all.
+when all are cached no image is decoded at all. In-memory images
+(:class:`facemetrics.inputs.PixelSource`) skip decoding, not preprocessing: their
+H×W×3 uint8 arrays reach the same preprocessors, and their content key hashes
+the pixels instead of file bytes.
 """
 from __future__ import annotations
 
