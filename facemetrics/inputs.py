@@ -14,6 +14,11 @@ Besides paths (folders, .zip, statistics .npz), either side of
 * a :class:`Generated` (FAKE or REAL of ``score``): ``fn(batch_size)`` returning a
   uint8 batch as above, called until ``n`` images (see :class:`Generated`).
 
+Under torchrun an array or list is split like a folder: every rank passes the
+same images (as every rank sees the same files of a folder; only their count
+is checked) and extracts its contiguous block, and the record equals a single
+process's. A :class:`Generated` side is generated per rank (see there).
+
 Every image then takes the decode-free path into the same resizers and
 preprocessors as a decoded file (an H×W×3 uint8 array), so a folder of PNGs and
 the same pixels in memory give the same features. Non-uint8 data is refused
