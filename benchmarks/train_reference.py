@@ -55,6 +55,11 @@ def _score(real_dir: Path, samples: Path, device: str, face: bool) -> dict:
     return out
 
 
+def _image_ids(rows: list) -> list:
+    """The real image each pairs row's caption describes: its path (unknown: the row is its own image)."""
+    return [r.get("real") or f"row {i}" for i, r in enumerate(rows)]
+
+
 def _rprec(matcher, samples: Path, seed: int) -> dict:
     import numpy as np
     from PIL import Image
@@ -67,7 +72,7 @@ def _rprec(matcher, samples: Path, seed: int) -> dict:
         warnings.simplefilter("ignore")
         ie = matcher.encode_images(imgs)
         te = matcher.encode_texts([r["caption"] for r in rows])
-        return r_precision(ie, te, [r["identity"] for r in rows], seed=seed)
+        return r_precision(ie, te, _image_ids(rows), [r.get("identity") for r in rows], seed=seed)
 
 
 def _real_rprec(matcher, samples: Path, seed: int) -> dict:
@@ -83,7 +88,7 @@ def _real_rprec(matcher, samples: Path, seed: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return r_precision(matcher.encode_images(imgs), matcher.encode_texts([r["caption"] for r in rows]),
-                           [r["identity"] for r in rows], seed=seed)
+                           _image_ids(rows), [r.get("identity") for r in rows], seed=seed)
 
 
 def run_variant(args, name: str) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "score", "compute_stats"]
+__all__ = ["__version__", "score", "compute_stats", "Metrics", "Generated"]
 
 
 def score(*args, **kwargs):  # noqa: D401 - thin lazy wrapper
@@ -22,3 +22,17 @@ def compute_stats(*args, **kwargs):
     from facemetrics.api import compute_stats as _compute_stats
 
     return _compute_stats(*args, **kwargs)
+
+
+def __getattr__(name: str):
+    """``facemetrics.Metrics`` (streaming accumulator) and ``facemetrics.Generated`` (generator input),
+    imported on first use."""
+    if name == "Metrics":
+        from facemetrics.streaming import Metrics
+
+        return Metrics
+    if name == "Generated":
+        from facemetrics.inputs import Generated
+
+        return Generated
+    raise AttributeError(f"module 'facemetrics' has no attribute {name!r}")

@@ -118,6 +118,49 @@ def side_features(side, ex: FeatureExtractor, param: str, *, features: bool = Tr
                         [list(f) for f in side.failed])
 
 
+#: the name the streaming path uses
+_inception_features = side_features
+
+
+def load_inception_extractor(inc: list[str], extractor: str | None, preset: str,
+                             inception_weights: str | None) -> tuple[FeatureExtractor, dict]:
+    """The Inception-type extractor for the metrics ``inc`` and its fingerprint, after the specs' checks
+    (IS refuses a network without a usable classifier head); finds the weights."""
+    from facemetrics.metrics.registry import resolve
+
+    e = build_feature_extractor(extractor, preset, inception_weights)
+    for spec in resolve(inc):
+        if spec.check is not None:
+            spec.check(e)
+    return e, e.fingerprint()
+
+
+def inception_results(inc: list[str], rl: SideFeatures | None, fk: SideFeatures, ex: FeatureExtractor, *,
+                      preset: str, seed: int, kid_subsets: int, kid_subset_size: int,
+                      is_splits: int) -> dict[str, MetricResult]:
+    """The registered specs of ``inc`` (fid/kid/is) on REAL ``rl`` (None for IS alone) and FAKE ``fk``.
+
+    For callers that hold :class:`SideFeatures` (the in-memory and streaming paths); the
+    numbers come from the same spec compute functions as :func:`score`'s.
+    """
+    from types import SimpleNamespace
+
+    from facemetrics.metrics.registry import MetricInputs, compute_all, resolve
+
+    opts = SimpleNamespace(preset=preset, seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+                           is_splits=is_splits)
+    inputs = MetricInputs(options=opts, extractors={"inception": ex})
+    for name, sf in (("real", rl), ("fake", fk)):
+        if sf is None:
+            continue
+        inputs.stats[(name, "inception", "pool")] = sf.stats
+        inputs.labels[name] = sf.path
+        for output, rows in (("pool", sf.features), ("logits", sf.logits)):
+            if rows is not None:
+                inputs.rows[(name, "inception", output)] = rows
+    return compute_all(resolve(inc), inputs)
+
+
 def _side_from_images(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None,
                       features: bool = True, logits: bool = True) -> SideFeatures:
     from facemetrics.distributed import SINGLE
@@ -170,14 +213,32 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     from facemetrics.metrics.registry import resolve
     from facemetrics.resize import check_preset
 
+    from facemetrics.inputs import is_path, resolve_input
+
     opts = O.build(ScoreOptions, options, kwargs)
     specs = resolve(opts.metrics)
     check_preset(opts.preset)
     check_device(opts.device)
+    if not (is_path(real) and is_path(fake)):
+        return _score_in_memory(resolve_input(real, "REAL"), resolve_input(fake, "FAKE"), specs, opts)
     if Path(fake).suffix.lower() == ".npz":
         raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
     with session(opts.device) as ctx:
         return _score(ctx, str(real), str(fake), specs, opts)
+
+
+def _score_in_memory(real: Any, fake: Any, specs: list, opts: ScoreOptions) -> dict[str, Any]:
+    """:func:`score` with a side in memory (:mod:`facemetrics.inputs`; fid, kid, is only)."""
+    from facemetrics.distributed import session
+    from facemetrics.streaming import score_in_memory
+
+    with session(opts.device) as ctx:
+        return score_in_memory(ctx, real, fake, [s.name for s in specs], preset=opts.preset,
+                               inception_weights=opts.inception_weights, extractor=opts.extractor,
+                               batch_size=opts.batch_size, workers=opts.workers, seed=opts.seed, cache=opts.cache,
+                               strict=opts.strict, progress=opts.progress and ctx.is_main,
+                               kid_subsets=opts.kid_subsets, kid_subset_size=opts.kid_subset_size,
+                               is_splits=opts.is_splits, label=opts.label, workers_kind=opts.workers_kind)
 
 
 def _score(ctx, real: str, fake: str, specs: list, opts: ScoreOptions) -> dict[str, Any]:

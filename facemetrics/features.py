@@ -8,7 +8,10 @@ enough: forked like torch's DataLoader workers, they get the file names and send
 back the preprocessed arrays), batches the results per extractor and runs the
 networks in the calling thread. Per-extractor results are cached on disk
 (:mod:`facemetrics.cache`); an extractor whose entry is cached is not run, and
-when all are cached no image is decoded at all.
+when all are cached no image is decoded at all. In-memory images
+(:class:`facemetrics.inputs.PixelSource`) skip decoding, not preprocessing: their
+H×W×3 uint8 arrays reach the same preprocessors, and their content key hashes
+the pixels instead of file bytes.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from facemetrics.cache import CachedFeatures, FeatureCache
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors.base import FeatureExtractor
 from facemetrics.images import DECODE_ERRORS, ImageSource, file_digests, key_from_digests, load_rgb
+from facemetrics.inputs import PixelSource
 
 #: how decode/preprocess workers run
 WORKER_KINDS = ("thread", "process")
@@ -45,8 +49,8 @@ class Extraction:
 
 
 def _decode_and_prep(source: ImageSource, name: str, preps: list) -> tuple[str, list | None, str | None]:
-    try:
-        img = load_rgb(source, name)
+    try:  # in-memory images (facemetrics.inputs) skip decoding: the same H×W×3 uint8 array reaches `preps`
+        img = source.image(name) if isinstance(source, PixelSource) else load_rgb(source, name)
     except DECODE_ERRORS as e:
         # PIL names the in-memory buffer with its address; drop it so records are reproducible
         return name, None, re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(e).__name__}: {e}")
@@ -182,7 +186,10 @@ def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], *, batc
         raise FacemetricsError(f"unknown worker kind {workers_kind!r}; choose {' or '.join(WORKER_KINDS)}",
                                "--workers-kind")
     fc = FeatureCache(cache_root)
-    digests = file_digests(source, fc.index_path(source.root) if cache else None)
+    if isinstance(source, PixelSource):  # hashes of the pixels (facemetrics.inputs.pixel_digest)
+        digests = source.digests()
+    else:
+        digests = file_digests(source, fc.index_path(source.root) if cache else None)
     ckey = key_from_digests(source.kind, source.names, digests)
     fps = [ex.fingerprint_key() for ex in extractors]
     hits: dict[int, CachedFeatures] = {}

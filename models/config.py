@@ -90,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
         "eval_every": 0,  # 0 = no periodic evaluation
         "eval_images": 0,  # 0 = every held-out caption
         "eval_fid": True,
+        "eval_rprec_negatives": 99,  # R-precision protocol of the periodic evaluation (models/evaluate.py)
+        "eval_rprec_folds": 10,
         "grid_size": 16,
         "max_minutes": 0.0,  # stop (with a checkpoint) after this wall time; 0 = no limit
     },
@@ -121,6 +123,7 @@ RESUME_MUTABLE: frozenset[str] = frozenset(
         "device", "data.root", "data.num_workers",
         "train.steps", "train.max_minutes", "train.log_every", "train.sample_every",
         "train.checkpoint_every", "train.eval_every", "train.eval_images", "train.eval_fid",
+        "train.eval_rprec_negatives", "train.eval_rprec_folds",
     }
 )
 
@@ -239,6 +242,21 @@ def build_config(path: str | Path | None = None, overrides: list[str] = ()) -> d
     return cfg
 
 
+def upgrade(cfg: dict) -> dict:
+    """A copy of a saved config with every :data:`DEFAULTS` key it lacks added at its default.
+
+    For runs saved before a key existed (e.g. ``train.eval_rprec_negatives``): the
+    run continues as if the key had had its default value all along.
+    """
+    out = copy.deepcopy(cfg)
+    for key in flat_keys():
+        node, parts = out, key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node.setdefault(parts[-1], copy.deepcopy(get(DEFAULTS, key)))
+    return out
+
+
 def get(cfg: dict, key: str) -> Any:
     node: Any = cfg
     for part in key.split("."):
@@ -266,6 +284,7 @@ def validate(cfg: dict) -> None:
         "text.embedding_dim": 2, "damsm.cnn_width": 1, "train.grid_size": 1, "model.r_num": 0,
         "damsm.steps": 0, "train.log_every": 0, "train.sample_every": 0, "train.checkpoint_every": 0,
         "train.eval_every": 0, "train.eval_images": 0, "data.max_images": 0, "data.num_workers": 0,
+        "train.eval_rprec_negatives": 1, "train.eval_rprec_folds": 1,
     }
     for key, lo in pos.items():
         if get(cfg, key) < lo:

@@ -1,11 +1,21 @@
 """Sampling, sample grids, R-precision and FID for a run (used by training, ``generate`` and benchmarks).
 
-R-precision (DESIGN.md §3, AttnGAN/DM-GAN protocol without their slips): for each
-generated image, cosine scores of its true caption and of up to 99 captions drawn
-without replacement from *other identities*; a hit when the true caption scores
-strictly highest. Reported: mean over 10 folds of a seeded permutation (np.array_split)
-and the population std over those folds. This is a stop-gap until
-``facemetrics.metrics.rprecision`` lands on main; the numbers follow the same definition.
+R-precision is the core metric :func:`facemetrics.metrics.rprecision.r_precision`
+(DESIGN.md §3) with the run's own matcher (DAMSM or CLIP, whichever the run
+trains with) in place of the reference matcher of ``facemetrics score``: image i
+is the EMA sample for caption i of the evaluation rows (:func:`eval_set`), the
+caption pool is those rows' captions, and for each image ``negatives`` (99)
+captions are drawn without replacement from the pool's captions of *other real
+images and other identities* (never the same image or identity; fewer eligible
+captions is an error, never a silent smaller protocol); a hit when the true
+caption's cosine is strictly highest (ties are misses); the mean and population
+std over ``folds`` (10) folds of a permutation, all drawn from
+``numpy.random.default_rng(seed)``. Numbers are comparable across runs that use
+the same matcher only (each run's matcher is its own).
+
+FID (clean preset) is computed in memory by :class:`facemetrics.Metrics` from the
+uint8 samples; it equals ``facemetrics score REAL_DIR FOLDER`` on the same images
+saved as PNG (lossless), which is what earlier versions did.
 """
 from __future__ import annotations
 
@@ -68,34 +78,39 @@ def save_grid(images: np.ndarray, path: Path, pad: int = 2) -> None:
         Image.fromarray(grid).save(f, format="PNG")
 
 
-def r_precision(img_emb: np.ndarray, txt_emb: np.ndarray, groups: Sequence[str], *,
+def r_precision(img_emb: np.ndarray, txt_emb: np.ndarray, image_ids: Sequence[str], identities: Sequence[str], *,
                 negatives: int = 99, folds: int = 10, seed: int = 0) -> dict[str, Any]:
-    """R-precision of rows (image i ↔ caption i), negatives from other ``groups`` (identities)."""
-    a = np.asarray(img_emb, np.float64)
-    b = np.asarray(txt_emb, np.float64)
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    g = np.asarray(list(groups))
-    n = len(a)
-    rng = np.random.default_rng(seed)
-    hits = np.zeros(n, bool)
-    n_negs = []
-    for i in range(n):
-        pool = np.flatnonzero(g != g[i])
-        k = min(negatives, len(pool))
-        neg = rng.choice(pool, size=k, replace=False) if k else np.zeros(0, int)
-        true = a[i] @ b[i]
-        hits[i] = bool(np.all(true > a[i] @ b[neg].T)) if k else True
-        n_negs.append(k)
-    order = np.random.default_rng([seed, 1]).permutation(n)
-    per_fold = [hits[f].mean() for f in np.array_split(order, min(folds, n)) if len(f)]
-    if min(n_negs, default=0) < negatives:
-        warnings.warn(f"R-precision: only {min(n_negs)} mismatched captions available for some images "
-                      f"(protocol: {negatives}); numbers are not comparable with 1-in-100 R-precision", stacklevel=2)
-    return {"value": float(np.mean(per_fold)), "std": float(np.std(per_fold)), "n": int(n),
-            "higher_is_better": True,
-            "details": {"negatives": negatives, "min_negatives": int(min(n_negs, default=0)), "folds": len(per_fold),
-                        "seed": seed, "std_kind": "population std over folds"}}
+    """R-precision (the core metric, module docstring) of rows: image i ↔ caption i; the pool is the captions.
+
+    ``image_ids``/``identities``: the real image and identity each row's caption
+    describes. Returns the metric's dict (value, std, n, higher_is_better,
+    details); raises :class:`~facemetrics.errors.FacemetricsError` when the pool
+    leaves fewer than ``negatives`` eligible captions for some image or there
+    are fewer images than ``folds``.
+    """
+    from facemetrics.metrics.rprecision import r_precision as core
+
+    res = core(img_emb, txt_emb, np.arange(len(image_ids)), list(image_ids), list(identities),
+               n_negatives=negatives, folds=folds, seed=seed)
+    return res.to_dict()
+
+
+def check_rprec_pool(rows: Sequence[tuple[Any, Any]], negatives: int, folds: int, param: str) -> None:
+    """Refuse (before any training) an evaluation set too small for the R-precision protocol."""
+    from facemetrics.errors import FacemetricsError
+    from facemetrics.metrics.rprecision import sample_negatives
+
+    n = len(rows)
+    if n < folds:
+        raise FacemetricsError(f"R-precision over {folds} folds needs at least {folds} evaluation captions, the "
+                               f"evaluation set has {n}; raise train.eval_images (0 = all) or lower "
+                               "train.eval_rprec_folds", param)
+    try:
+        sample_negatives(np.arange(n), [r.key for r, _ in rows], [r.identity for r, _ in rows], negatives,
+                         np.random.default_rng(0))
+    except FacemetricsError as e:
+        raise FacemetricsError(f"{e} (periodic evaluation: raise train.eval_images, 0 = all held-out captions, or "
+                               "lower train.eval_rprec_negatives)", param) from None
 
 
 def write_images(images: np.ndarray, names: Sequence[str], folder: Path) -> None:
@@ -109,20 +124,18 @@ def write_images(images: np.ndarray, names: Sequence[str], folder: Path) -> None
             Image.fromarray(a).save(f, format="PNG")
 
 
-def fid_with_facemetrics(real: Path, fake: Path, device: str) -> dict[str, Any] | None:
-    """FID (clean preset) of ``fake`` against ``real`` through ``facemetrics.api.score``;
-    None (with a warning) when that API is not available in this checkout."""
-    try:
-        from facemetrics.api import score
-    except ImportError as e:
-        warnings.warn(f"FID skipped: facemetrics.api is not available ({e})", stacklevel=2)
-        return None
+def fid_of_images(real: Path, images: np.ndarray, device: str, batch_size: int = 32) -> dict[str, Any]:
+    """FID (clean preset) of (N, H, W, 3) uint8 ``images`` against the folder ``real``, in memory
+    (:class:`facemetrics.Metrics`; REAL's features come from the feature cache after the first time)."""
+    from facemetrics.streaming import Metrics
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rec = score(str(real), str(fake), metrics=("fid",), preset="clean", device=device, progress=False,
-                    cache=True)
-    m = rec["metrics"]["fid"]
-    return {"value": float(m["value"]), "n_real": rec["real"]["n"], "n_fake": rec["fake"]["n"],
+        m = Metrics("fid", real=str(real), device=device, batch_size=batch_size, cache=True)
+        m.update(images)
+        rec = m.compute()
+    f = rec["metrics"]["fid"]
+    return {"value": float(f["value"]), "n_real": rec["real"]["n"], "n_fake": rec["fake"]["n"],
             "preset": "clean", "warnings": rec.get("warnings", [])}
 
 
@@ -132,9 +145,10 @@ def eval_set(records: Sequence, limit: int = 0) -> list[tuple[Any, Any]]:
     return rows[:limit] if limit else rows
 
 
-def evaluate(system, records: Sequence, real_dir: Path, work_dir: Path, *, seed: int, limit: int = 0,
-             fid: bool = True, batch_size: int = 32) -> dict[str, Any]:
-    """R-precision (the run's own matcher) and FID vs ``real_dir`` of EMA samples for held-out captions."""
+def evaluate(system, records: Sequence, real_dir: Path, *, seed: int, limit: int = 0, fid: bool = True,
+             batch_size: int = 32, rprec_negatives: int = 99, rprec_folds: int = 10) -> dict[str, Any]:
+    """R-precision (the run's own matcher, module docstring) and FID vs ``real_dir`` of EMA samples for
+    held-out captions (nothing is written to disk)."""
     from models.matcher import matcher_for_system
 
     rows = eval_set(records, limit)
@@ -147,18 +161,9 @@ def evaluate(system, records: Sequence, real_dir: Path, work_dir: Path, *, seed:
         warnings.simplefilter("ignore")
         ie = m.encode_images(list(imgs))
         te = m.encode_texts(texts)
-    out["rprec"] = r_precision(ie, te, [r.identity for r, _ in rows], seed=seed)
+    out["rprec"] = r_precision(ie, te, [r.key for r, _ in rows], [r.identity for r, _ in rows],
+                               negatives=rprec_negatives, folds=rprec_folds, seed=seed)
     out["rprec"]["details"]["matcher"] = m.kind
     if fid:
-        names = [f"{i:05d}.png" for i in range(len(imgs))]
-        write_images(imgs, names, work_dir)
-        try:
-            out["fid"] = fid_with_facemetrics(real_dir, work_dir, str(system.device))
-        finally:
-            for nme in names:
-                (work_dir / nme).unlink(missing_ok=True)
-            try:
-                work_dir.rmdir()
-            except OSError:
-                pass
+        out["fid"] = fid_of_images(real_dir, imgs, str(system.device))
     return out

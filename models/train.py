@@ -188,6 +188,12 @@ class Trainer:
         # fixed grid captions/noise (held-out captions, one per image)
         grid_recs = sorted(self.test_recs, key=lambda r: r.key)[: cfg["train"]["grid_size"]]
         self.grid_texts = [r.captions[0].text for r in grid_recs]
+        if cfg["train"]["eval_every"]:  # an evaluation set too small for R-precision fails now, not after DAMSM
+            from models.evaluate import check_rprec_pool, eval_set
+
+            t = cfg["train"]
+            check_rprec_pool(eval_set(self.test_recs, t["eval_images"]), t["eval_rprec_negatives"],
+                             t["eval_rprec_folds"], "--set train.eval_images")
 
     # ------------------------------------------------------------------ setup
 
@@ -472,9 +478,10 @@ class Trainer:
             t0 = time.time()
             devs = [self.device] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devs), local_only():
-                res = evaluate(self.system, self.test_recs, self.run_dir / "real_test",
-                               self.run_dir / "eval" / f"step_{gan_step:07d}", seed=self.cfg["seed"] + 2,
-                               limit=self.cfg["train"]["eval_images"], fid=self.cfg["train"]["eval_fid"])
+                t = self.cfg["train"]
+                res = evaluate(self.system, self.test_recs, self.run_dir / "real_test", seed=self.cfg["seed"] + 2,
+                               limit=t["eval_images"], fid=t["eval_fid"], rprec_negatives=t["eval_rprec_negatives"],
+                               rprec_folds=t["eval_rprec_folds"])
             res["seconds"] = round(time.time() - t0, 2)
             self.log({"step": self.step, "gan_step": gan_step, "metrics": res})
         self.par.barrier("evaluation on rank 0")
@@ -624,7 +631,7 @@ def resume(run_dir: str | Path, overrides: dict | None = None, *, config_file_cf
     passed) must describe the same variant and training."""
     run_dir = Path(run_dir)
     ck = load_checkpoint(str(run_dir), param="--resume")
-    cfg = ck["config"]
+    cfg = C.upgrade(ck["config"])  # keys added since the run was saved take their defaults
     if config_file_cfg is not None:
         if C.variant(config_file_cfg) != C.variant(cfg):
             raise FacemetricsError(

@@ -34,6 +34,7 @@ def tiny_config(**over) -> dict:
         "model.gf_dim=4", "model.df_dim=4", "model.z_dim=8", "model.condition_dim=8",
         "train.steps=3", "train.batch_size=4", "train.log_every=1", "train.sample_every=2",
         "train.checkpoint_every=0", "train.grid_size=4", "device=cpu",
+        "train.eval_rprec_negatives=8",  # 13 held-out captions, at most 4 of one identity: 9 eligible negatives
         *[f"{k}={v}" for k, v in over.items()],
     ])
     return cfg

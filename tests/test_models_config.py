@@ -52,3 +52,20 @@ def test_variant_stages():
     assert not C.needs_damsm(cfg) and C.needs_clip(cfg)
     cfg = C.build_config(None, ["loss.matching=clip"])
     assert C.needs_damsm(cfg) and C.needs_clip(cfg)  # the LSTM is trained by DAMSM
+
+
+def test_upgrade_gives_a_saved_config_the_keys_added_since():
+    """A run saved before train.eval_rprec_* existed resumes with their defaults (validate needs every key)."""
+    import copy
+
+    from models import config as C
+
+    old = copy.deepcopy(C.build_config(None, []))
+    del old["train"]["eval_rprec_negatives"], old["train"]["eval_rprec_folds"]
+    with pytest.raises(KeyError):
+        C.validate(old)
+    up = C.upgrade(old)
+    C.validate(up)
+    assert up["train"]["eval_rprec_negatives"] == 99 and up["train"]["eval_rprec_folds"] == 10
+    assert "eval_rprec_negatives" not in old["train"]  # the saved config itself is left alone
+    assert C.diff(up, C.build_config(None, [])) == []

@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from conftest_models import require_data, tiny_config
+from facemetrics.errors import FacemetricsError
 
 VARIANTS = [("lstm", "damsm"), ("lstm", "clip"), ("clip", "damsm"), ("clip", "clip")]
 
@@ -208,24 +209,27 @@ def test_generate_then_facemetrics_score_end_to_end(tmp_path, lstm_run, monkeypa
     monkeypatch.setenv("FACEMETRICS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "samples"
     r = CliRunner().invoke(cli, ["generate", "--checkpoint", str(lstm_run / "last.pt"), "--out", str(out),
-                                 "--limit", "4", "--seed", "5", "--quiet"])
+                                 "--limit", "8", "--seed", "5", "--quiet"])
     assert r.exit_code == 0, r.output
     rec_path = tmp_path / "rec.json"
     r = CliRunner().invoke(fm_cli, ["score", str(lstm_run / "real_test"), str(out), "--pairs",
                                     str(out / "pairs.jsonl"), "--metrics", "fid", "--quiet", "--json", str(rec_path)])
     assert r.exit_code == 0, r.output
     rec = json.loads(rec_path.read_text())
-    assert rec["fake"]["n"] == 4 and rec["real"]["n"] == len(list((lstm_run / "real_test").iterdir()))
+    assert rec["fake"]["n"] == 8 and rec["real"]["n"] == len(list((lstm_run / "real_test").iterdir()))
     fid_cli = rec["metrics"]["fid"]["value"]
     assert math.isfinite(fid_cli) and fid_cli > 0
 
     ck = load_checkpoint(str(lstm_run))
     system = system_from_checkpoint(ck, torch.device("cpu"))
+    before = sorted(p.name for p in tmp_path.rglob("*.png"))
     res = evaluate(system, [record_from_dict(d) for d in ck["test_records"]], lstm_run / "real_test",
-                   tmp_path / "eval", seed=5, limit=4)
-    assert res["n"] == 4 and res["fid"]["value"] == pytest.approx(fid_cli, rel=1e-6)
+                   seed=5, limit=8, rprec_negatives=3, rprec_folds=2)
+    assert res["n"] == 8 and res["fid"]["value"] == pytest.approx(fid_cli, rel=1e-6)
+    assert res["fid"]["n_fake"] == 8 and res["fid"]["n_real"] == rec["real"]["n"]
     assert 0.0 <= res["rprec"]["value"] <= 1.0 and res["rprec"]["details"]["matcher"] == "damsm"
-    assert not (tmp_path / "eval").exists()  # temporary images removed
+    assert res["rprec"]["details"]["n_negatives"] == 3 and res["rprec"]["details"]["folds"] == 2
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == before  # scored in memory: no image written
 
 
 def test_face2text_v10_run_with_periodic_evaluation(tmp_path):
@@ -234,6 +238,7 @@ def test_face2text_v10_run_with_periodic_evaluation(tmp_path):
 
     cfg = tiny_config(**{"data.dataset": "face2text-v1.0", "data.max_images": 0, "data.test_fraction": 0.1,
                          "damsm.steps": 1, "train.steps": 2, "train.eval_every": 2, "train.eval_images": 8,
+                         "train.eval_rprec_negatives": 5, "train.eval_rprec_folds": 4,
                          "train.eval_fid": False, "train.sample_every": 0})
     train(cfg, tmp_path, progress=False)
     log = _log(tmp_path)
@@ -243,6 +248,23 @@ def test_face2text_v10_run_with_periodic_evaluation(tmp_path):
     for r in evals:
         rp = r["metrics"]["rprec"]
         assert r["metrics"]["n"] == 8 and 0.0 <= rp["value"] <= 1.0 and rp["details"]["matcher"] == "damsm"
+        assert rp["details"]["n_negatives"] == 5 and rp["details"]["folds"] == 4 and rp["n"] == 8
+        assert rp["details"]["negatives"] == "without replacement, never the same real image or identity"
         assert "fid" not in r["metrics"]
     reals = (tmp_path / "test_real.txt").read_text().split()
     assert len(reals) == 18 and all("celeba" in p for p in reals)
+
+
+def test_evaluation_set_too_small_for_rprecision_fails_before_training(tmp_path):
+    """99 negatives (the default protocol) from 13 held-out captions: refused at start, naming the keys."""
+    from models.train import train
+
+    cfg = tiny_config(**{"train.eval_every": 2, "train.eval_rprec_negatives": 99, "damsm.steps": 1,
+                         "train.steps": 2, "train.sample_every": 0})
+    with pytest.raises(FacemetricsError) as e:
+        train(cfg, tmp_path / "run", progress=False)
+    assert "needs 99 negative captions" in str(e.value) and "train.eval_rprec_negatives" in str(e.value)
+    assert not (tmp_path / "run" / "log.jsonl").exists()
+    cfg = tiny_config(**{"train.eval_every": 2, "train.eval_rprec_folds": 20, "train.eval_rprec_negatives": 3})
+    with pytest.raises(FacemetricsError, match="over 20 folds needs at least 20 evaluation captions"):
+        train(cfg, tmp_path / "run2", progress=False)
