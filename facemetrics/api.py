@@ -295,7 +295,8 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
             from facemetrics.captions import load_pairs
 
             real_root = Path(real) if (Path(real).is_dir() or Path(real).suffix.lower() == ".zip") else None
-            pair_rows = ctx.run_agreed("reading --pairs", lambda: load_pairs(pairs, fake_src.root, real_root))
+            # the roots as given: manifests name files through the user's paths, links included
+            pair_rows = ctx.run_agreed("reading --pairs", lambda: load_pairs(pairs, fake, real_root))
         real_extraction = None
         if inc:
             assert ex is not None and fake_side is not None
