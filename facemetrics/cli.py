@@ -7,6 +7,7 @@ without a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -171,12 +172,16 @@ def stats(folder, out, preset, inception_weights, extractor, batch_size, workers
 
     if not out.endswith(".npz"):
         raise FacemetricsError(f"output must end in .npz: {out}", "--out")
-    st, feats, failed = compute_stats(folder, preset=preset, inception_weights=inception_weights,
-                                      extractor=extractor, batch_size=batch_size, workers=workers, device=device,
-                                      cache=not no_cache, strict=strict, progress=not quiet, shard=shard,
-                                      features=with_features, workers_kind=workers_kind)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. folder links not followed: said as in `score`
+        warnings.simplefilter("always")
+        st, feats, failed = compute_stats(folder, preset=preset, inception_weights=inception_weights,
+                                          extractor=extractor, batch_size=batch_size, workers=workers,
+                                          device=device, cache=not no_cache, strict=strict, progress=not quiet,
+                                          shard=shard, features=with_features, workers_kind=workers_kind)
     if not _is_main():
         return
+    for w in dict.fromkeys(str(c.message) for c in caught):
+        click.echo(f"warning: {w}", err=True)
     if failed:
         click.echo(f"warning: {len(failed)} unreadable image(s) skipped", err=True)
     st.save(out, feats if with_features else None)

@@ -4,14 +4,17 @@ Decoding follows clean-fid exactly: ``PIL.Image.open(f).convert("RGB")`` then
 ``np.asarray`` (grayscale, RGBA, palette and 16-bit images convert as PIL does).
 Files are listed recursively, sorted by their POSIX path relative to the source
 root, so the order (and therefore every seeded subset) does not depend on the
-file system.
+file system. Links are followed, each directory is listed once (loops and
+second paths to a folder are skipped with a warning, see :func:`scan`).
 """
 from __future__ import annotations
 
 import hashlib
+import heapq
 import io
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +71,85 @@ class ImageSource:
         return (self.root / name).read_bytes()
 
 
+def _dir_id(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the directory ``path`` resolves to, or None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _contains(outer: str, inner: str) -> bool:
+    """Whether the real path ``inner`` is ``outer`` or lies below it."""
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def _list_folder(root: Path) -> tuple[list[str], list[str]]:
+    """Image names under ``root`` (following links, each directory once) and the skipped folder paths.
+
+    A directory, judged by the (st_dev, st_ino) of what its path resolves to
+    (the root included), is listed under one path only: the one through the
+    fewest folder links, then with the fewest levels, then the first in sorted
+    POSIX order; so a folder's real place wins over a link to it, and any other
+    path to it is skipped. A folder link that points at a folder holding it on
+    the walked path (``self -> .``, ``up -> ..``, ``a/b/top -> ../..``) is a loop
+    and is not entered, so nothing outside ``root`` comes in through it. Links
+    to files are always followed (two links to one file are two images).
+    Returns (names, one note per skipped folder path).
+    """
+    names: list[str] = []
+    skipped: list[str] = []
+    seen: dict[tuple[int, int], str] = {}
+    # (links on the path, depth, POSIX name under the root, path as walked, real paths of it and above)
+    heap: list[tuple[int, int, str, str, tuple[str, ...]]] = [(0, 0, "", str(root), (os.path.realpath(root),))]
+    while heap:
+        links, depth, rel, path, chain = heapq.heappop(heap)
+        key = _dir_id(path)
+        if key is None:
+            continue
+        if key in seen:
+            what = f"{rel} -> {os.readlink(path)}" if os.path.islink(path) else rel
+            where = repr(seen[key]) if seen[key] else "the root"
+            skipped.append(f"{what} (the same folder as {where}, listed there)")
+            continue
+        seen[key] = rel
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:  # an unreadable folder is left out, as os.walk does
+            continue
+        for e in entries:
+            name = f"{rel}/{e.name}" if rel else e.name
+            try:
+                is_dir = e.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                if _is_image_name(e.name):
+                    names.append(name)
+                continue
+            link = e.is_symlink()
+            real = os.path.realpath(e.path) if link else os.path.join(chain[-1], e.name)
+            if link and any(_contains(real, c) for c in chain):
+                skipped.append(f"{name} -> {os.readlink(e.path)} (a loop: it points at a folder holding it)")
+                continue
+            heapq.heappush(heap, (links + link, depth + 1, name, e.path, chain + (real,)))
+    return names, skipped
+
+
 def scan(path: str | os.PathLike, param: str | None = None) -> ImageSource:
     """List the images under ``path`` (a folder, recursively, or a .zip).
+
+    Folders: links to files and to folders are followed, but no directory is
+    listed twice: a link that loops (``self -> .``, ``up -> ..``) is not
+    entered, and of several paths to one directory (two folders linking to each
+    other, a link to a sibling folder) only one is kept: the one through the
+    fewest folder links, then the shallowest, then the first in sorted POSIX
+    order, so a folder's real place wins over a link to it (see
+    :func:`_list_folder`). A warning (``warnings.warn``, a UserWarning) names
+    every folder path not followed. Names are the POSIX paths relative to
+    ``path``, sorted.
 
     Raises :class:`FacemetricsError` naming ``param`` when the path is missing,
     is not a folder or zip, or holds no image files.
@@ -79,13 +159,10 @@ def scan(path: str | os.PathLike, param: str | None = None) -> ImageSource:
     if not p.exists():
         raise FacemetricsError(f"{label}path does not exist: {p}", param)
     if p.is_dir():
-        names = []
-        for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
-            dirnames.sort()
-            rel = Path(dirpath).relative_to(p)
-            for fn in filenames:
-                if _is_image_name(fn):
-                    names.append((rel / fn).as_posix())
+        names, skipped = _list_folder(p)
+        if skipped:
+            warnings.warn(f"{label}{p}: {len(skipped)} folder path(s) not followed, to list each folder once: "
+                          + "; ".join(skipped), stacklevel=2)
         kind = "folder"
     elif p.suffix.lower() == ".zip":
         try:
