@@ -203,7 +203,8 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
           strict: bool = False, progress: bool = True, kid_subsets: int = 100, kid_subset_size: int = 1000,
           is_splits: int = 10, pairs: str | None = None, face_model: str = "dlib", face_align: str = "auto",
           face_weights: str | None = None, matcher: str | None = None,
-          label: str | None = None, workers_kind: str = "thread") -> dict[str, Any]:
+          label: str | None = None, workers_kind: str = "thread",
+          max_image_pixels: int | None = None) -> dict[str, Any]:
     """Score the images in ``fake`` against ``real`` and return a record (see :mod:`facemetrics.record`).
 
     ``real`` may be an image folder, a .zip of images or a statistics .npz from
@@ -216,8 +217,14 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
     run that way) every rank extracts its block of each side, statistics are
     summed and per-image features gathered (see :mod:`facemetrics.distributed`),
     and every rank returns the same record; only rank 0 shows progress.
+
+    Images with more than ``max_image_pixels`` pixels are unreadable (counted and
+    named in the record; an error with ``strict``); 0 = no limit, None = the
+    setting in force (``$FACEMETRICS_MAX_IMAGE_PIXELS``, else PIL's 89,478,485;
+    see :func:`facemetrics.images.max_image_pixels`).
     """
     from facemetrics.distributed import session
+    from facemetrics.images import pixel_limit
     from facemetrics.resize import check_preset
 
     wanted = parse_metrics(metrics)
@@ -225,7 +232,7 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
     device = check_device(device)
     if Path(fake).suffix.lower() == ".npz":
         raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
-    with session(device) as ctx:
+    with pixel_limit(max_image_pixels), session(device) as ctx:
         return _score(ctx, real, fake, wanted, preset=preset, inception_weights=inception_weights,
                       extractor=extractor, batch_size=batch_size, workers=workers, seed=seed, cache=cache,
                       strict=strict, progress=progress and ctx.is_main, kid_subsets=kid_subsets,
@@ -390,7 +397,8 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
 def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str | None = None,
                   extractor: str | None = None, batch_size: int = 32, workers: int | None = None,
                   device: str = "cpu", cache: bool = True, strict: bool = False, progress: bool = True,
-                  shard: tuple[int, int] | None = None, features: bool = True, workers_kind: str = "thread"):
+                  shard: tuple[int, int] | None = None, features: bool = True, workers_kind: str = "thread",
+                  max_image_pixels: int | None = None):
     """Reference statistics of an image folder/zip: returns (FeatureStats, features or None, failed).
 
     ``shard=(i, n)`` (1-based ``i``) computes the statistics of the i-th of n
@@ -401,9 +409,10 @@ def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str 
     exactly the single-pass statistics. Under torchrun the ranks share the work
     (of the whole folder or of the shard); ``features=False`` skips gathering the
     per-image features there (they are only needed for ``--features``).
+    ``max_image_pixels`` is the pixel limit of :func:`score`.
     """
     from facemetrics.distributed import names_digest, session, shard_names
-    from facemetrics.images import scan
+    from facemetrics.images import pixel_limit, scan
     from facemetrics.resize import check_preset
     from facemetrics.side import extract_side
 
@@ -426,7 +435,7 @@ def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str 
                                        f"image file(s); use at most {len(src)} shards", "--shard")
         return ex, src, part
 
-    with session(device) as ctx:
+    with pixel_limit(max_image_pixels), session(device) as ctx:
         ex, src, part = ctx.run_agreed("reading FOLDER", prepare)
         opts = dict(batch_size=batch_size, workers=workers, device=ctx.device, cache=cache, strict=strict,
                     progress=progress and ctx.is_main, workers_kind=workers_kind)

@@ -47,6 +47,11 @@ class FacemetricsGroup(click.Group):
             raise click.UsageError(str(e), ctx=sub_ctx) from None
 
 
+def _first_names(failed: list, shown: int = 5) -> str:
+    """The names of the first ``shown`` (name, reason) items, for a one-line warning (the record has all)."""
+    return ", ".join(str(n) for n, _ in failed[:shown]) + (" ..." if len(failed) > shown else "")
+
+
 def _common_extraction_options(f):
     opts = [
         click.option("--preset", type=click.Choice(["clean", "tf1", "pytorch-fid"]), default="clean",
@@ -66,6 +71,11 @@ def _common_extraction_options(f):
         click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N]."),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
         click.option("--strict", is_flag=True, help="Unreadable images are an error instead of being counted."),
+        click.option("--max-image-pixels", type=click.IntRange(min=0), default=None, metavar="N",
+                     show_default="$FACEMETRICS_MAX_IMAGE_PIXELS, else PIL's 89478485",
+                     help="Images with more pixels (width × height) are unreadable, refused before decoding; "
+                          "0: no limit. Sets $FACEMETRICS_MAX_IMAGE_PIXELS for the run, so decode worker "
+                          "processes and torchrun ranks use it too."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
     ]
     for o in reversed(opts):
@@ -104,8 +114,8 @@ def cli() -> None:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="Write the JSON record here ('-' for stdout instead of the table).")
 def score(real, fake, metrics, preset, inception_weights, extractor, batch_size, workers, workers_kind, device,
-          no_cache, strict, quiet, seed, kid_subsets, kid_subset_size, is_splits, pairs, face_model, face_align,
-          face_weights, matcher, label, json_out):
+          no_cache, strict, max_image_pixels, quiet, seed, kid_subsets, kid_subset_size, is_splits, pairs, face_model,
+          face_align, face_weights, matcher, label, json_out):
     """Score the generated images FAKE against REAL.
 
     REAL: image folder (recursive), .zip of images, or a statistics .npz from
@@ -123,15 +133,14 @@ def score(real, fake, metrics, preset, inception_weights, extractor, batch_size,
                        cache=not no_cache, strict=strict, progress=not quiet, kid_subsets=kid_subsets,
                        kid_subset_size=kid_subset_size, is_splits=is_splits, pairs=pairs, face_model=face_model,
                        face_align=face_align, face_weights=face_weights, matcher=matcher, label=label,
-                       workers_kind=workers_kind)
+                       workers_kind=workers_kind, max_image_pixels=max_image_pixels)
     if not _is_main():
         return
     for w in record["warnings"]:
         click.echo(f"warning: {w}", err=True)
     for side, items in record["failed_images"].items():
         if items:
-            click.echo(f"warning: {len(items)} unreadable {side} image(s), skipped: "
-                       + ", ".join(n for n, _ in items[:5]) + (" ..." if len(items) > 5 else ""), err=True)
+            click.echo(f"warning: {len(items)} unreadable {side} image(s), skipped: " + _first_names(items), err=True)
     if json_out == "-":
         click.echo(dumps(record), nl=False)
         return
@@ -161,7 +170,7 @@ def _parse_shard_option(ctx: click.Context, param: click.Parameter, value: str |
               help="Only the I-th of N contiguous blocks of the sorted file list (1 <= I <= N), for job arrays "
                    "without a process group; combine the N files with `facemetrics merge-stats`.")
 def stats(folder, out, preset, inception_weights, extractor, batch_size, workers, workers_kind, device, no_cache,
-          strict, quiet, with_features, shard):
+          strict, max_image_pixels, quiet, with_features, shard):
     """Write reference statistics (n, Σx, Σxxᵀ, μ, Σ) of FOLDER to an .npz usable as REAL.
 
     With --shard I/N the file holds block I of N only (merge all N with
@@ -177,13 +186,14 @@ def stats(folder, out, preset, inception_weights, extractor, batch_size, workers
         st, feats, failed = compute_stats(folder, preset=preset, inception_weights=inception_weights,
                                           extractor=extractor, batch_size=batch_size, workers=workers,
                                           device=device, cache=not no_cache, strict=strict, progress=not quiet,
-                                          shard=shard, features=with_features, workers_kind=workers_kind)
+                                          shard=shard, features=with_features, workers_kind=workers_kind,
+                                          max_image_pixels=max_image_pixels)
     if not _is_main():
         return
     for w in dict.fromkeys(str(c.message) for c in caught):
         click.echo(f"warning: {w}", err=True)
     if failed:
-        click.echo(f"warning: {len(failed)} unreadable image(s) skipped", err=True)
+        click.echo(f"warning: {len(failed)} unreadable image(s) skipped: " + _first_names(failed), err=True)
     st.save(out, feats if with_features else None)
     part = f" shard={shard[0]}/{shard[1]}" if shard else ""
     click.echo(f"{out}: n={st.n} dims={st.dims} preset={preset}{part}")
