@@ -210,6 +210,7 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     """
     from facemetrics import options as O
     from facemetrics.distributed import session
+    from facemetrics.images import pixel_limit
     from facemetrics.metrics.registry import resolve
     from facemetrics.resize import check_preset
 
@@ -223,16 +224,17 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
         return _score_in_memory(resolve_input(real, "REAL"), resolve_input(fake, "FAKE"), specs, opts)
     if Path(fake).suffix.lower() == ".npz":
         raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
-    with session(opts.device) as ctx:
+    with pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
         return _score(ctx, str(real), str(fake), specs, opts)
 
 
 def _score_in_memory(real: Any, fake: Any, specs: list, opts: ScoreOptions) -> dict[str, Any]:
     """:func:`score` with a side in memory (:mod:`facemetrics.inputs`; fid, kid, is only)."""
     from facemetrics.distributed import session
+    from facemetrics.images import pixel_limit
     from facemetrics.streaming import score_in_memory
 
-    with session(opts.device) as ctx:
+    with pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
         return score_in_memory(ctx, real, fake, [s.name for s in specs], preset=opts.preset,
                                inception_weights=opts.inception_weights, extractor=opts.extractor,
                                batch_size=opts.batch_size, workers=opts.workers, seed=opts.seed, cache=opts.cache,
@@ -271,7 +273,7 @@ def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs:
     per-image features there (they are only needed for ``--features``).
     """
     from facemetrics.distributed import names_digest, session, shard_names
-    from facemetrics.images import scan
+    from facemetrics.images import pixel_limit, scan
     from facemetrics.resize import check_preset
     from facemetrics.side import extract_side
 
@@ -298,7 +300,7 @@ def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs:
                                        f"image file(s); use at most {len(src)} shards", "--shard")
         return ex, src, part
 
-    with session(o.device) as ctx:
+    with pixel_limit(o.max_image_pixels), session(o.device) as ctx:
         ex, src, part = ctx.run_agreed("reading FOLDER", prepare)
         opts = dict(batch_size=o.batch_size, workers=o.workers, device=ctx.device, cache=o.cache, strict=o.strict,
                     progress=o.progress and ctx.is_main, workers_kind=o.workers_kind)

@@ -14,6 +14,15 @@ unknown columns, an empty or absolute-outside-FAKE ``fake``, ``..`` escaping a r
 a ``fake`` listed twice, and - when ``check_files`` - files that do not exist are
 :class:`~facemetrics.errors.FacemetricsError` (``param="--pairs"``).
 
+Paths are judged as given, never through their links: an absolute ``fake`` is
+inside FAKE when, made absolute and normalised (``os.path.normpath``: ``..`` is
+folded lexically, links are not resolved), it lies under the FAKE folder as
+given or as resolved, or under a folder on its own path that is the FAKE folder
+(same device and inode: FAKE reached through another link). So a FAKE made of
+symlinks to files elsewhere, or given through a symlink, works; ``..`` stepping
+out does not. A relative ``real`` is joined to the REAL folder as given; an
+absolute one may lie anywhere and is kept as given (normalised, not resolved).
+
 When the REAL root is a ``.zip``, ``real`` becomes ``<zip path>/<member>`` (a
 pseudo-path; :func:`split_zip_member` takes it apart again).
 
@@ -42,7 +51,8 @@ class PairRecord:
     """One generated image and where it came from.
 
     ``fake`` is a POSIX path relative to the FAKE root; ``real`` an absolute path
-    (or ``<zip>/<member>``) or None when the manifest has no real image for it.
+    as given (normalised, links not resolved), a ``<zip>/<member>`` pseudo-path,
+    or None when the manifest has no real image for it.
     ``line`` is the manifest line (JSONL) or row (CSV, header = 1), for messages.
     """
 
@@ -121,6 +131,74 @@ def _norm_relative(p: str, where: str, key: str) -> str:
     return q
 
 
+def _given(path: str | os.PathLike) -> str:
+    """``path`` made absolute and normalised lexically: ``..`` folded, links NOT resolved."""
+    return os.path.normpath(os.path.abspath(path))
+
+
+def _below(path: str, base: str) -> str | None:
+    """POSIX name of the normalised absolute ``path`` under ``base`` (also normalised), else None."""
+    if base != os.sep and path.startswith(base + os.sep):
+        return Path(os.path.relpath(path, base)).as_posix()
+    if base == os.sep and path != base:
+        return Path(path[1:]).as_posix()
+    return None
+
+
+class FolderRoot:
+    """A FAKE/REAL root folder, to say which absolute paths lie inside it (see module doc).
+
+    ``given`` is the root as the user wrote it (absolute, normalised, links kept),
+    ``real`` the resolved one; :meth:`name_of` gives a path's POSIX name under
+    the root, the names :func:`facemetrics.images.scan` lists (relative to the
+    root as walked, links inside kept).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.given = _given(root)
+        self.real = os.path.realpath(root)
+        try:
+            st = os.stat(self.real)
+            self._id: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            self._id = None
+        self._is_root: dict[str, bool] = {}
+
+    def _same_as_root(self, folder: str) -> bool:
+        hit = self._is_root.get(folder)
+        if hit is None:
+            try:
+                st = os.stat(folder)
+                hit = self._id is not None and (st.st_dev, st.st_ino) == self._id
+            except OSError:
+                hit = False
+            self._is_root[folder] = hit
+        return hit
+
+    def name_of(self, path: str | os.PathLike) -> str | None:
+        """POSIX name of the absolute ``path`` under this root, or None when it is not inside.
+
+        Judged on ``path`` normalised but not resolved: under the root as given,
+        under the resolved root, or under a folder of ``path`` that is the root
+        directory itself (same st_dev/st_ino). What lies below the root is never
+        resolved, so a symlinked file inside the root is inside whatever it
+        points at; ``..`` cannot step out (it is folded before the comparison).
+        """
+        p = _given(path)
+        for base in (self.given, self.real):
+            name = _below(p, base)
+            if name is not None:
+                return name
+        folder = os.path.dirname(p)
+        while True:
+            if self._same_as_root(folder):
+                return _below(p, folder)
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return None
+            folder = parent
+
+
 def split_zip_member(path: Path) -> tuple[Path, str] | None:
     """``(zip path, member)`` for a ``<zip>/<member>`` pseudo-path, else None."""
     parts = path.parts
@@ -138,7 +216,12 @@ def load_pairs(
     *,
     check_files: bool = True,
 ) -> list[PairRecord]:
-    """Read and validate a pairs manifest (see module doc for the format and rules)."""
+    """Read and validate a pairs manifest (see module doc for the format and rules).
+
+    ``fake_root``/``real_root`` are the FAKE/REAL folders (or zips) as the user
+    gave them: containment is judged on those paths, links included (a resolved
+    root works as well).
+    """
     path = Path(path)
     if not path.is_file():
         raise FacemetricsError(f"pairs manifest does not exist: {path}", "--pairs")
@@ -146,6 +229,8 @@ def load_pairs(
     real_root_p = Path(real_root).resolve() if real_root is not None else None
     real_is_zip = real_root_p is not None and real_root_p.suffix.lower() == ".zip" and real_root_p.is_file()
     fake_is_zip = fake_root_p is not None and fake_root_p.suffix.lower() == ".zip" and fake_root_p.is_file()
+    fake_dir = FolderRoot(fake_root) if fake_root is not None and not fake_is_zip else None
+    real_dir = Path(_given(real_root)) if real_root is not None and not real_is_zip else None
 
     rows = _read_rows(path)
     records: list[PairRecord] = []
@@ -162,16 +247,14 @@ def load_pairs(
         fake = _as_str(row.get("fake"), where, "fake")
         if not fake or not fake.strip():
             raise FacemetricsError(f"{where}: 'fake' (the generated image) is missing or empty", "--pairs")
-        fake_path = Path(fake)
-        if fake_path.is_absolute():
-            if fake_root_p is None or fake_is_zip:
+        if Path(fake).is_absolute():
+            if fake_dir is None:
                 raise FacemetricsError(f"{where}: 'fake' must be relative to the FAKE root: {fake}", "--pairs")
-            try:
-                fake = fake_path.resolve().relative_to(fake_root_p).as_posix()
-            except ValueError:
+            name = fake_dir.name_of(fake)
+            if name is None:
                 raise FacemetricsError(
-                    f"{where}: 'fake' {fake} is not inside the FAKE folder {fake_root_p}", "--pairs"
-                ) from None
+                    f"{where}: 'fake' {fake} is not inside the FAKE folder {fake_dir.given}", "--pairs")
+            fake = name
         fake = _norm_relative(fake, where, "'fake'")
         if fake in seen:
             dups.append(f"{fake!r} (lines {seen[fake]} and {line})")
@@ -183,7 +266,7 @@ def load_pairs(
         if real_s is not None and real_s.strip():
             rp = Path(real_s).expanduser()
             if rp.is_absolute():
-                real = rp
+                real = Path(_given(rp))
             elif real_root_p is None:
                 raise FacemetricsError(
                     f"{where}: 'real' {real_s!r} is relative but no REAL folder was given", "--pairs"
@@ -191,7 +274,8 @@ def load_pairs(
             elif real_is_zip:
                 real = real_root_p / _norm_relative(real_s, where, "'real'")
             else:
-                real = (real_root_p / real_s).resolve()
+                assert real_dir is not None
+                real = real_dir / _norm_relative(real_s, where, "'real'")
         records.append(
             PairRecord(
                 fake=fake,
@@ -244,22 +328,19 @@ def check_pair_files(records: list[PairRecord], fake_root: Path | None, *, manif
 def write_pairs(path: str | os.PathLike, records: list[PairRecord], real_root: str | os.PathLike | None = None) -> None:
     """Write ``records`` as JSONL (``.jsonl``) or CSV (``.csv``), atomically.
 
-    ``real`` is written relative to ``real_root`` when it lies inside it, else absolute.
+    ``real`` is written relative to ``real_root`` when it lies inside it (judged
+    as :meth:`FolderRoot.name_of` does, links not resolved), else absolute.
     """
     from facemetrics.atomic import atomic_write_text
 
     path = Path(path)
-    root = Path(real_root).resolve() if real_root is not None else None
+    root = FolderRoot(real_root) if real_root is not None else None
 
     def real_str(r: PairRecord) -> str | None:
         if r.real is None:
             return None
-        if root is not None:
-            try:
-                return Path(r.real).relative_to(root).as_posix()
-            except ValueError:
-                pass
-        return str(r.real)
+        name = root.name_of(r.real) if root is not None else None
+        return name if name is not None else str(r.real)
 
     rows = [
         {"fake": r.fake, "caption": r.caption, "real": real_str(r), "identity": r.identity, "caption_id": r.caption_id}

@@ -7,6 +7,7 @@ without a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -47,6 +48,11 @@ class FacemetricsGroup(click.Group):
             raise click.UsageError(str(e), ctx=sub_ctx) from None
 
 
+def _first_names(failed: list, shown: int = 5) -> str:
+    """The names of the first ``shown`` (name, reason) items, for a one-line warning (the record has all)."""
+    return ", ".join(str(n) for n, _ in failed[:shown]) + (" ..." if len(failed) > shown else "")
+
+
 @click.group(cls=FacemetricsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="facemetrics")
 def cli() -> None:
@@ -79,8 +85,7 @@ def score(real, fake, json_out, **kwargs):
         click.echo(f"warning: {w}", err=True)
     for side, items in record["failed_images"].items():
         if items:
-            click.echo(f"warning: {len(items)} unreadable {side} image(s), skipped: "
-                       + ", ".join(n for n, _ in items[:5]) + (" ..." if len(items) > 5 else ""), err=True)
+            click.echo(f"warning: {len(items)} unreadable {side} image(s), skipped: " + _first_names(items), err=True)
     if json_out == "-":
         click.echo(dumps(record), nl=False)
         return
@@ -121,11 +126,15 @@ def stats(folder, out, with_features, shard, **kwargs):
     if not out.endswith(".npz"):
         raise FacemetricsError(f"output must end in .npz: {out}", "--out")
     opts = StatsOptions(**kwargs, shard=shard, features=with_features)
-    st, feats, failed = compute_stats(folder, options=opts)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. folder links not followed: said as in `score`
+        warnings.simplefilter("always")
+        st, feats, failed = compute_stats(folder, options=opts)
     if not _is_main():
         return
+    for w in dict.fromkeys(str(c.message) for c in caught):
+        click.echo(f"warning: {w}", err=True)
     if failed:
-        click.echo(f"warning: {len(failed)} unreadable image(s) skipped", err=True)
+        click.echo(f"warning: {len(failed)} unreadable image(s) skipped: " + _first_names(failed), err=True)
     st.save(out, feats if with_features else None)
     part = f" shard={shard[0]}/{shard[1]}" if shard else ""
     click.echo(f"{out}: n={st.n} dims={st.dims} preset={opts.preset}{part}")

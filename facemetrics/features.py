@@ -28,7 +28,8 @@ import numpy as np
 from facemetrics.cache import CachedFeatures, FeatureCache
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors.base import FeatureExtractor
-from facemetrics.images import DECODE_ERRORS, ImageSource, file_digests, key_from_digests, load_rgb
+from facemetrics.images import (DECODE_ERRORS, ImageSource, decode_settings_key, file_digests, key_from_digests,
+                                load_rgb)
 from facemetrics.inputs import PixelSource
 
 #: how decode/preprocess workers run
@@ -191,7 +192,7 @@ def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], *, batc
     else:
         digests = file_digests(source, fc.index_path(source.root) if cache else None)
     ckey = key_from_digests(source.kind, source.names, digests)
-    fps = [ex.fingerprint_key() for ex in extractors]
+    fps = [decode_settings_key(ex.fingerprint_key()) for ex in extractors]  # + a non-default pixel limit
     hits: dict[int, CachedFeatures] = {}
     if cache:
         for i, fp in enumerate(fps):

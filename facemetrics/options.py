@@ -21,7 +21,7 @@ FACE_ALIGN = ("auto", "always", "never")
 
 def opt(default: Any, help: str = "", *, choices: Sequence[str] | None = None, min: int | None = None,
         flag: str | None = None, short: str | None = None, metavar: str | None = None, path: bool = False,
-        show_default: bool = True, cli: bool = True) -> Any:
+        show_default: bool | str = True, cli: bool = True) -> Any:
     """A field with CLI metadata. ``flag`` overrides the spelling (``--no-cache`` for ``cache=True``:
     a boolean whose flag switches it off); ``cli=False`` keeps an option API-only."""
     meta = dict(help=help, choices=choices, min=min, flag=flag, short=short, metavar=metavar, path=path,
@@ -47,6 +47,10 @@ class ExtractOptions:
     device: str = opt("cpu", "cpu or cuda[:N].")
     cache: bool = opt(True, "Neither read nor write the feature cache.", flag="--no-cache")
     strict: bool = opt(False, "Unreadable images are an error instead of being counted.")
+    max_image_pixels: int | None = opt(
+        None, "Images with more pixels (width × height) are unreadable, refused before decoding; 0: no limit. "
+              "Sets $FACEMETRICS_MAX_IMAGE_PIXELS for the run, so decode worker processes and torchrun ranks "
+              "use it too.", min=0, metavar="N", show_default="$FACEMETRICS_MAX_IMAGE_PIXELS, else PIL's 89478485")
     progress: bool = opt(True, "No progress bars.", flag="--quiet", short="-q")
 
 
@@ -100,7 +104,8 @@ def _click_option(f: dataclasses.Field) -> Callable:
         kw["type"] = int
     if m.get("metavar"):
         kw["metavar"] = m["metavar"]
-    kw.update(default=f.default, show_default=m.get("show_default", True) and f.default is not None)
+    shown = m.get("show_default", True)
+    kw.update(default=f.default, show_default=shown if isinstance(shown, str) else shown and f.default is not None)
     return click.option(*names, f.name, **kw)
 
 

@@ -181,7 +181,8 @@ def plan(ctx: DistContext, real: str, fake: str, specs: list[MetricSpec], opts: 
         from facemetrics.captions import load_pairs
 
         real_root = Path(real) if _is_images(real) else None
-        p.pairs = ctx.run_agreed("reading --pairs", lambda: load_pairs(opts.pairs, p.fake_src.root, real_root))
+        # the roots as given: manifests name files through the user's paths, links included
+        p.pairs = ctx.run_agreed("reading --pairs", lambda: load_pairs(opts.pairs, fake, real_root))
     _plan_sides(p)
     return p
 

@@ -254,7 +254,7 @@ def grid_from_manifest(pairs_path: str | Path, fake_root: str | Path, real_root:
     from facemetrics.images import scan
 
     src = scan(fake_root, "FAKE")
-    return grid_from_pairs(load_pairs(pairs_path, src.root, real_root), src, **kw)
+    return grid_from_pairs(load_pairs(pairs_path, fake_root, real_root), src, **kw)
 
 
 def png_bytes(image) -> bytes:

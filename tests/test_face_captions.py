@@ -147,3 +147,80 @@ def test_pairs_from_stems(tmp_path):
     _img(real / "y" / "Dan_0001.jpg")
     with pytest.raises(FacemetricsError, match="REAL has several images with the same stem"):
         pairs_from_stems(fake, real)
+
+
+# ---- links: containment judged on the paths as given (normalised, never resolved)
+
+@pytest.fixture()
+def linked(data_dir, tmp_path):
+    """FAKE and REAL folders of symlinks to LFW files, each also reachable through a folder link."""
+    from conftest import lfw_first_images, link_folder
+
+    files = lfw_first_images(data_dir)[:3]
+    fake, real = link_folder(tmp_path / "fake", files), link_folder(tmp_path / "real", files)
+    (tmp_path / "fake_link").symlink_to(fake, target_is_directory=True)
+    (tmp_path / "real_link").symlink_to(real, target_is_directory=True)
+    names = sorted(p.name for p in fake.iterdir())
+    assert all((fake / n).is_symlink() for n in names)
+    return fake, real, tmp_path / "fake_link", tmp_path / "real_link", names
+
+
+def test_symlinked_images_inside_fake_and_real(linked, tmp_path):
+    fake, real, _, _, names = linked
+    m = _jsonl(tmp_path / "p.jsonl", [
+        {"fake": str(fake / names[0]), "real": names[0]},              # absolute symlink fake, relative real
+        {"fake": names[1], "real": str(real / names[1])},              # absolute symlink real inside REAL
+        {"fake": str(fake / "sub" / ".." / names[2]), "real": f"./{names[2]}"},
+    ])
+    recs = load_pairs(m, fake, real)
+    assert [r.fake for r in recs] == names
+    # real kept as given (the user's symlink, not the LFW file it points at)
+    assert [r.real for r in recs] == [real / n for n in names]
+    assert all(r.real.is_symlink() for r in recs)
+
+
+def test_roots_given_through_a_symlink(linked, tmp_path):
+    fake, real, fake_link, real_link, names = linked
+    through_link = _jsonl(tmp_path / "a.jsonl", [{"fake": str(fake_link / n), "real": str(real_link / n)}
+                                                 for n in names])
+    through_real = _jsonl(tmp_path / "b.jsonl", [{"fake": str(fake / n), "real": n} for n in names])
+    # the root as the user gave it, and as images.scan returns it (resolved)
+    for root in (fake_link, fake_link.resolve()):
+        for m in (through_link, through_real):
+            recs = load_pairs(m, root, real_link)
+            assert [r.fake for r in recs] == names, (root, m)
+    recs = load_pairs(through_link, fake_link, real_link)
+    assert [r.real for r in recs] == [real_link / n for n in names]
+    write_pairs(tmp_path / "out.jsonl", recs, real_root=real_link)  # real written relative to REAL
+    assert [json.loads(line)["real"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == names
+
+
+def test_escaping_links_folder_still_refused(linked, tmp_path):
+    fake, real, fake_link, _, names = linked
+    outside = _img(tmp_path / "x.jpg")
+    cases = [
+        ({"fake": str(fake / ".." / "x.jpg")}, r"'fake' .*x.jpg is not inside the FAKE folder"),
+        ({"fake": str(fake_link / ".." / "x.jpg")}, r"is not inside the FAKE folder"),
+        ({"fake": str(outside)}, r"is not inside the FAKE folder"),
+        ({"fake": "../x.jpg"}, r"'fake' '../x.jpg' leaves its root"),
+        ({"fake": names[0], "real": "../x.jpg"}, r"'real' '../x.jpg' leaves its root"),
+        ({"fake": names[0], "real": f"{names[0]}/../../x.jpg"}, r"leaves its root"),
+    ]
+    for row, pattern in cases:
+        with pytest.raises(FacemetricsError, match=pattern):
+            load_pairs(_jsonl(tmp_path / "p.jsonl", [row]), fake, real)
+
+
+def test_score_fsd_on_symlinked_folders(linked, tmp_path):
+    """End to end: roots given through links, manifest naming the symlinked files by absolute path."""
+    from click.testing import CliRunner
+
+    from facemetrics.cli import cli
+
+    fake, real, fake_link, real_link, names = linked
+    m = _jsonl(tmp_path / "p.jsonl", [{"fake": str(fake_link / n), "real": str(real_link / n)} for n in names])
+    r = CliRunner().invoke(cli, ["score", str(real_link), str(fake_link), "--metrics", "fsd", "--pairs", str(m),
+                                 "--json", "-", "-q"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    assert rec["metrics"]["fsd"]["n"] == 3 and rec["metrics"]["fsd"]["value"] == pytest.approx(0.0, abs=1e-6)
