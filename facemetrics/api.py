@@ -217,6 +217,7 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
     summed and per-image features gathered (see :mod:`facemetrics.distributed`),
     and every rank returns the same record; only rank 0 shows progress.
     """
+    from facemetrics.cacheio import cache_disabled
     from facemetrics.distributed import session
     from facemetrics.resize import check_preset
 
@@ -225,7 +226,7 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
     device = check_device(device)
     if Path(fake).suffix.lower() == ".npz":
         raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
-    with session(device) as ctx:
+    with cache_disabled(not cache), session(device) as ctx:  # --no-cache: nothing touches the cache folder
         return _score(ctx, real, fake, wanted, preset=preset, inception_weights=inception_weights,
                       extractor=extractor, batch_size=batch_size, workers=workers, seed=seed, cache=cache,
                       strict=strict, progress=progress and ctx.is_main, kid_subsets=kid_subsets,
@@ -401,6 +402,7 @@ def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str 
     (of the whole folder or of the shard); ``features=False`` skips gathering the
     per-image features there (they are only needed for ``--features``).
     """
+    from facemetrics.cacheio import cache_disabled
     from facemetrics.distributed import names_digest, session, shard_names
     from facemetrics.images import scan
     from facemetrics.resize import check_preset
@@ -425,7 +427,7 @@ def compute_stats(folder: str, *, preset: str = "clean", inception_weights: str 
                                        f"image file(s); use at most {len(src)} shards", "--shard")
         return ex, src, part
 
-    with session(device) as ctx:
+    with cache_disabled(not cache), session(device) as ctx:  # --no-cache: nothing touches the cache folder
         ex, src, part = ctx.run_agreed("reading FOLDER", prepare)
         opts = dict(batch_size=batch_size, workers=workers, device=ctx.device, cache=cache, strict=strict,
                     progress=progress and ctx.is_main, workers_kind=workers_kind)

@@ -11,7 +11,7 @@ import sys
 import click
 
 from facemetrics import __version__
-from facemetrics.errors import DistributedError, FacemetricsError
+from facemetrics.errors import DistributedError, FacemetricsError, OutputWriteError
 
 
 def _is_main() -> bool:
@@ -26,13 +26,14 @@ class FacemetricsGroup(click.Group):
     Under torchrun only rank 0 reports usage errors that every rank raised alike
     (agreed errors, see :meth:`DistContext.run_agreed`); another rank's own error
     is printed by that rank with its number; a :class:`DistributedError` (a rank
-    died or crashed) is reported by every surviving rank, with exit status 1.
+    died or crashed) is reported by every surviving rank, with exit status 1, and so
+    is an :class:`OutputWriteError` (a result file could not be written, e.g. a full disk).
     """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except DistributedError as e:
+        except (DistributedError, OutputWriteError) as e:
             raise click.ClickException(str(e)) from None
         except FacemetricsError as e:
             if not _is_main():
@@ -134,9 +135,9 @@ def score(real, fake, metrics, preset, inception_weights, extractor, batch_size,
     if json_out == "-":
         click.echo(dumps(record), nl=False)
         return
+    click.echo(format_table(record), nl=False)  # first: a record that cannot be written loses no result
     if json_out:
         write_record(record, json_out)
-    click.echo(format_table(record), nl=False)
 
 
 def _parse_shard_option(ctx: click.Context, param: click.Parameter, value: str | None):
@@ -167,19 +168,27 @@ def stats(folder, out, preset, inception_weights, extractor, batch_size, workers
     `facemetrics merge-stats`). Under torchrun the ranks share the work and rank 0
     writes the file.
     """
+    import warnings
+
     from facemetrics.api import compute_stats
+    from facemetrics.atomic import output_file
 
     if not out.endswith(".npz"):
         raise FacemetricsError(f"output must end in .npz: {out}", "--out")
-    st, feats, failed = compute_stats(folder, preset=preset, inception_weights=inception_weights,
-                                      extractor=extractor, batch_size=batch_size, workers=workers, device=device,
-                                      cache=not no_cache, strict=strict, progress=not quiet, shard=shard,
-                                      features=with_features, workers_kind=workers_kind)
+    with warnings.catch_warnings(record=True) as caught:  # shown as `warning: ...` lines, like score's
+        warnings.simplefilter("default")
+        st, feats, failed = compute_stats(folder, preset=preset, inception_weights=inception_weights,
+                                          extractor=extractor, batch_size=batch_size, workers=workers,
+                                          device=device, cache=not no_cache, strict=strict, progress=not quiet,
+                                          shard=shard, features=with_features, workers_kind=workers_kind)
     if not _is_main():
         return
+    for w in dict.fromkeys(str(w.message) for w in caught):
+        click.echo(f"warning: {w}", err=True)
     if failed:
         click.echo(f"warning: {len(failed)} unreadable image(s) skipped", err=True)
-    st.save(out, feats if with_features else None)
+    with output_file(out, "the statistics file", "--out"):
+        st.save(out, feats if with_features else None)
     part = f" shard={shard[0]}/{shard[1]}" if shard else ""
     click.echo(f"{out}: n={st.n} dims={st.dims} preset={preset}{part}")
 
@@ -200,10 +209,10 @@ def demo(out, metrics, quiet):
     folder, manifest = make_degraded(Path(out))
     record = run_score(str(EXAMPLES), str(folder), metrics=metrics, pairs=str(manifest), progress=not quiet,
                        kid_subset_size=32, label="demo: LFW vs blurred+JPEG copy")
-    write_record(record, Path(out) / "record.json")
     for w in record["warnings"]:
         click.echo(f"warning: {w}", err=True)
     click.echo(format_table(record), nl=False)
+    write_record(record, Path(out) / "record.json", "--out")
     click.echo(f"record written to {Path(out) / 'record.json'}")
 
 

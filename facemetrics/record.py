@@ -65,10 +65,12 @@ def dumps(record: dict[str, Any]) -> str:
     return json.dumps(record, indent=2, sort_keys=False) + "\n"
 
 
-def write_record(record: dict[str, Any], path: str | Path) -> None:
-    from facemetrics.atomic import atomic_write_text
+def write_record(record: dict[str, Any], path: str | Path, param: str | None = "--json") -> None:
+    """Write the record atomically; a failed write raises :class:`~facemetrics.errors.OutputWriteError` naming ``path``."""
+    from facemetrics.atomic import atomic_write_text, output_file
 
-    atomic_write_text(path, dumps(record))
+    with output_file(path, "the JSON record", param):
+        atomic_write_text(path, dumps(record))
 
 
 def format_table(record: dict[str, Any]) -> str:
