@@ -7,7 +7,7 @@ Both take paths and options and return plain data (a record dict, a
 from __future__ import annotations
 
 import warnings as _warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -69,13 +69,19 @@ class SideFeatures:
     """One side (real or fake) as the Inception metrics need it."""
 
     path: str
-    kind: str  # folder | zip | stats
+    kind: str  # folder | zip | stats | foreign-stats
     content_sha256: str | None
-    n: int
-    stats: Any  # FeatureStats
+    n: int | None  # None: unknown (foreign mu/sigma statistics)
+    stats: Any  # FeatureStats, or GaussianStats for foreign-stats
     features: np.ndarray | None
     logits: np.ndarray | None
     failed: list
+    #: extra fields of the side's entry in the record (foreign-stats: what was asserted)
+    info: dict = field(default_factory=dict)
+
+
+#: the flag that states the protocol of a foreign (mu/sigma only) REAL statistics file
+FOREIGN_STATS_FLAG = "--real-stats-preset"
 
 
 def _same_network(a: dict, b: dict) -> bool:
@@ -89,9 +95,64 @@ def _same_network(a: dict, b: dict) -> bool:
     return wa == wb or (wa in same_layers and wb in same_layers)
 
 
-def _side_from_stats(path: Path, ex: FeatureExtractor, param: str) -> SideFeatures:
-    from facemetrics.stats import FeatureStats
+def _is_standard_fid_inception(fp: dict) -> bool:
+    """Whether a fingerprint is the FID Inception's 2048-d pool3 (either known copy of the weights)."""
+    from facemetrics.extractors.inception import FID_HELPER_SHA256, INCEPTION_SHA256
 
+    return (fp.get("extractor") == "inception" and fp.get("network") == "inception-2015-12-05"
+            and fp.get("layer") == "pool3" and fp.get("weights_sha256") in {INCEPTION_SHA256, FID_HELPER_SHA256})
+
+
+def _side_from_foreign_stats(path: Path, ex: FeatureExtractor, param: str, *, asserted: str | None,
+                             features: bool) -> SideFeatures:
+    """REAL from a mu/sigma-only .npz of another tool, for FID only, under the protocol the user asserted.
+
+    Nothing in such a file says how it was made, so the user states it
+    (:data:`FOREIGN_STATS_FLAG`): images resized with preset ``asserted`` and fed to
+    the standard FID Inception (2048-d pool3). It must equal this run's preset and
+    extractor; the record then says the protocol was asserted, not verified.
+    """
+    from facemetrics.extractors.inception import POOL_DIMS
+    from facemetrics.stats import load_mu_sigma
+
+    if asserted is None:
+        raise FacemetricsError(
+            f"{path} holds only mu and sigma (FID statistics as pytorch-fid and clean-fid write them), which do not "
+            "say how they were made. If you know, state it with "
+            f"{FOREIGN_STATS_FLAG} clean|tf1|pytorch-fid (clean: clean-fid mode=\"clean\"; tf1: TTUR or clean-fid "
+            "mode=\"legacy_tensorflow\"; pytorch-fid: pytorch-fid), which asserts that the images were resized "
+            "that way and fed to the standard 2048-d FID Inception (pool3); FID is then computed from it", param)
+    fp = ex.fingerprint()
+    if fp.get("preset") != asserted:
+        raise FacemetricsError(
+            f"{FOREIGN_STATS_FLAG} {asserted} says {path} was made with preset {asserted}, but this run extracts FAKE "
+            f"with --preset {fp.get('preset')}; FID compares like with like: add --preset {asserted}",
+            FOREIGN_STATS_FLAG)
+    if not _is_standard_fid_inception(fp):
+        raise FacemetricsError(
+            f"{FOREIGN_STATS_FLAG} asserts the standard FID Inception pool3 features, but this run uses "
+            f"{fp.get('extractor')} (weights sha256 {str(fp.get('weights_sha256'))[:12]}): drop --extractor / "
+            "--inception-weights to score FAKE with the standard network", FOREIGN_STATS_FLAG)
+    if features:
+        raise FacemetricsError(
+            f"KID needs per-image features of REAL, and {path} holds only their mean and covariance (mu, sigma): "
+            "give REAL as an image folder or as `facemetrics stats FOLDER --features -o FILE.npz`, or ask for "
+            "--metrics fid", "--metrics")
+    st = load_mu_sigma(path, POOL_DIMS, param)
+    info = {"sha256": st.meta["sha256"], "protocol_asserted": True, "preset_asserted": asserted}
+    return SideFeatures(str(path), "foreign-stats", None, None, st, None, None, [], info)
+
+
+def _side_from_stats(path: Path, ex: FeatureExtractor, param: str, *, foreign_preset: str | None = None,
+                     features: bool = False) -> SideFeatures:
+    from facemetrics.stats import FeatureStats, stats_file_kind
+
+    if stats_file_kind(path) == "mu-sigma":
+        return _side_from_foreign_stats(path, ex, param, asserted=foreign_preset, features=features)
+    if foreign_preset is not None:
+        raise FacemetricsError(
+            f"{FOREIGN_STATS_FLAG} is for mu/sigma-only statistics of other tools; {path} is not one (a facemetrics "
+            f"statistics file records its protocol, which is checked): drop {FOREIGN_STATS_FLAG}", FOREIGN_STATS_FLAG)
     st, feats = FeatureStats.load(path, param)
     shard = st.meta.get("shard")
     if shard:
@@ -142,7 +203,8 @@ def _side_from_images(path: str, ex: FeatureExtractor, param: str, opts: dict, c
 
 
 def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None, features: bool = True,
-              logits: bool = True) -> SideFeatures:
+              logits: bool = True, foreign_preset: str | None = None) -> SideFeatures:
+    """A side from an image folder/zip or a statistics .npz (``foreign_preset``: see :func:`_side_from_foreign_stats`)."""
     from facemetrics.distributed import SINGLE
 
     p = Path(path)
@@ -150,7 +212,7 @@ def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None,
         def read() -> SideFeatures:
             if not p.is_file():
                 raise FacemetricsError(f"{param} statistics file does not exist: {p}", param)
-            return _side_from_stats(p, ex, param)
+            return _side_from_stats(p, ex, param, foreign_preset=foreign_preset, features=features)
 
         return (ctx or SINGLE).run_agreed(f"reading {param}", read)
     return _side_from_images(path, ex, param, opts, ctx, features, logits)
@@ -203,11 +265,15 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
           strict: bool = False, progress: bool = True, kid_subsets: int = 100, kid_subset_size: int = 1000,
           is_splits: int = 10, pairs: str | None = None, face_model: str = "dlib", face_align: str = "auto",
           face_weights: str | None = None, matcher: str | None = None,
-          label: str | None = None, workers_kind: str = "thread") -> dict[str, Any]:
+          label: str | None = None, workers_kind: str = "thread",
+          real_stats_preset: str | None = None) -> dict[str, Any]:
     """Score the images in ``fake`` against ``real`` and return a record (see :mod:`facemetrics.record`).
 
     ``real`` may be an image folder, a .zip of images or a statistics .npz from
-    :func:`compute_stats`; ``fake`` an image folder or .zip. Metric names:
+    :func:`compute_stats`, or, for FID only, a .npz holding just ``mu`` and
+    ``sigma`` (pytorch-fid, clean-fid) when ``real_stats_preset`` asserts its
+    protocol (that preset, the standard FID Inception pool3; it must equal
+    ``preset``); ``fake`` an image folder or .zip. Metric names:
     fid, kid, is (Inception-type extractor), fsd, fss (face embedder, need
     ``pairs``), rprec, clipscore (matcher, need ``pairs`` with captions).
 
@@ -226,20 +292,25 @@ def score(real: str, fake: str, *, metrics: str | Iterable[str] = ("fid",), pres
     device = check_device(device)
     if Path(fake).suffix.lower() == ".npz":
         raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
+    if real_stats_preset is not None:
+        check_preset(real_stats_preset)
+        if Path(real).suffix.lower() != ".npz":
+            raise FacemetricsError(f"{FOREIGN_STATS_FLAG} describes a statistics .npz given as REAL; REAL {real} is "
+                                   f"not one: drop {FOREIGN_STATS_FLAG}", FOREIGN_STATS_FLAG)
     with cache_disabled(not cache), session(device) as ctx:  # --no-cache: nothing touches the cache folder
         return _score(ctx, real, fake, wanted, preset=preset, inception_weights=inception_weights,
                       extractor=extractor, batch_size=batch_size, workers=workers, seed=seed, cache=cache,
                       strict=strict, progress=progress and ctx.is_main, kid_subsets=kid_subsets,
                       kid_subset_size=kid_subset_size, is_splits=is_splits, pairs=pairs, face_model=face_model,
                       face_align=face_align, face_weights=face_weights, matcher=matcher, label=label,
-                      workers_kind=workers_kind)
+                      workers_kind=workers_kind, real_stats_preset=real_stats_preset)
 
 
 def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, inception_weights: str | None,
            extractor: str | None, batch_size: int, workers: int | None, seed: int, cache: bool, strict: bool,
            progress: bool, kid_subsets: int, kid_subset_size: int, is_splits: int, pairs: str | None,
            face_model: str, face_align: str, face_weights: str | None, matcher: str | None, label: str | None,
-           workers_kind: str) -> dict[str, Any]:
+           workers_kind: str, real_stats_preset: str | None = None) -> dict[str, Any]:
     from facemetrics.images import scan
     from facemetrics.record import build_record, source_info
     from facemetrics.side import extract_side
@@ -281,6 +352,12 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
             ex, fp = ctx.run_agreed("finding the feature extractor", load_extractor)
             protocol.update(extractor=fp.get("extractor"), weights_sha256=fp.get("weights_sha256"),
                             dims=2048, network=fp.get("network"))
+        rl = None
+        if ("fid" in inc or "kid" in inc) and Path(real).suffix.lower() == ".npz":
+            # a statistics file is checked before any image is read: a wrong one fails at once
+            assert ex is not None
+            rl = load_side(real, ex, "REAL", opts, ctx, features="kid" in inc, logits=False,
+                           foreign_preset=real_stats_preset)
         # ---- FAKE: one decode pass for every extractor that reads it
         fake_src = ctx.run_agreed("reading FAKE", lambda: scan(fake, "FAKE"))
         shared = ctx.run_agreed("building the face/text extractors", lambda: shared_pass_extractors(
@@ -304,8 +381,7 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
             fake_info = source_info(fk.path, fk.kind, fk.n, fk.content_sha256)
             failed["fake"] = fk.failed
             protocol["dims"] = fk.stats.dims
-            rl = None
-            if "fid" in inc or "kid" in inc:
+            if rl is None and ("fid" in inc or "kid" in inc):
                 if "face" in shared and Path(real).is_dir():
                     real_src = ctx.run_agreed("reading REAL", lambda: scan(real, "REAL"))
                     # REAL = the pairs' real images: one pass for Inception and the face embedder
@@ -317,8 +393,13 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                         real_extraction = (real_src, real_side.extraction(shared["face"].name))
                 else:
                     rl = load_side(real, ex, "REAL", opts, ctx, features="kid" in inc, logits=False)
-                real_info = source_info(rl.path, rl.kind, rl.n, rl.content_sha256)
+            if rl is not None:
+                real_info = {**source_info(rl.path, rl.kind, rl.n, rl.content_sha256), **rl.info}
                 failed["real"] = rl.failed
+                if rl.kind == "foreign-stats":
+                    notes.append(f"REAL {rl.path} holds foreign mu/sigma statistics: their protocol (preset "
+                                 f"{real_stats_preset}, standard FID Inception pool3) was asserted with "
+                                 f"{FOREIGN_STATS_FLAG}, not verified")
 
             def inception_metrics() -> dict[str, MetricResult]:
                 out: dict[str, MetricResult] = {}
@@ -326,6 +407,9 @@ def _score(ctx, real: str, fake: str, wanted: list[str], *, preset: str, incepti
                     from facemetrics.metrics.fid import fid_from_stats
 
                     out["fid"] = fid_from_stats(rl.stats, fk.stats)
+                    if rl.kind == "foreign-stats":
+                        out["fid"].details["real_protocol"] = {"asserted": True, "verified": False,
+                                                               "preset": real_stats_preset}
                 if "kid" in inc:
                     if rl.features is None:
                         raise FacemetricsError(

@@ -103,13 +103,19 @@ def cli() -> None:
 @click.option("--label", default=None, help="Run/model name stored in the record (used by `report`).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="Write the JSON record here ('-' for stdout instead of the table).")
+@click.option("--real-stats-preset", type=click.Choice(["clean", "tf1", "pytorch-fid"]), default=None,
+              show_default=True,
+              help="REAL is a .npz with only mu and sigma (pytorch-fid, clean-fid): assert it was made with this "
+                   "preset (must equal --preset) and the standard 2048-d FID Inception pool3 features. FID only; "
+                   "the record says the protocol was asserted, not verified.")
 def score(real, fake, metrics, preset, inception_weights, extractor, batch_size, workers, workers_kind, device,
           no_cache, strict, quiet, seed, kid_subsets, kid_subset_size, is_splits, pairs, face_model, face_align,
-          face_weights, matcher, label, json_out):
+          face_weights, matcher, label, json_out, real_stats_preset):
     """Score the generated images FAKE against REAL.
 
     REAL: image folder (recursive), .zip of images, or a statistics .npz from
-    `facemetrics stats`. FAKE: image folder or .zip.
+    `facemetrics stats` (or, for FID with --real-stats-preset, a mu/sigma .npz
+    of pytorch-fid or clean-fid). FAKE: image folder or .zip.
 
     Several processes or machines: `torchrun --nproc-per-node K -m facemetrics
     score ...` splits every image set among the ranks; rank 0 prints and writes
@@ -123,7 +129,7 @@ def score(real, fake, metrics, preset, inception_weights, extractor, batch_size,
                        cache=not no_cache, strict=strict, progress=not quiet, kid_subsets=kid_subsets,
                        kid_subset_size=kid_subset_size, is_splits=is_splits, pairs=pairs, face_model=face_model,
                        face_align=face_align, face_weights=face_weights, matcher=matcher, label=label,
-                       workers_kind=workers_kind)
+                       workers_kind=workers_kind, real_stats_preset=real_stats_preset)
     if not _is_main():
         return
     for w in record["warnings"]:

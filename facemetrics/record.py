@@ -3,7 +3,9 @@
 Schema ``facemetrics.record/1``::
 
     {"schema", "facemetrics_version", "created" (UTC ISO 8601), "label",
-     "real": {"path", "kind": "folder"|"zip"|"stats", "n", "content_sha256"},
+     "real": {"path", "kind": "folder"|"zip"|"stats"|"foreign-stats", "n", "content_sha256"},
+       (foreign-stats, a mu/sigma .npz of another tool: n and content_sha256 are null, plus
+        "sha256" of the file, "protocol_asserted": true, "preset_asserted")
      "fake": {...same...},
      "protocol": {"preset", "extractor", "weights_sha256", "dims", "seed"},
      "metrics": {"<name>": {"value", "std", "n", "higher_is_better", "details"}},
@@ -90,7 +92,9 @@ def format_table(record: dict[str, Any]) -> str:
     for side in ("real", "fake"):
         s = record.get(side)
         if s:
-            sides.append(f"{side}: {s['path']} ({s['kind']}, n={s['n']})")
+            n = "unknown" if s.get("n") is None else s["n"]
+            asserted = ", protocol asserted" if s.get("protocol_asserted") else ""
+            sides.append(f"{side}: {s['path']} ({s['kind']}, n={n}{asserted})")
     proto = (f"preset={p.get('preset')} extractor={p.get('extractor')} "
              f"weights={str(p.get('weights_sha256'))[:12]} dims={p.get('dims')} seed={p.get('seed')}")
     return "\n".join(lines + ["", *sides, proto]) + "\n"
