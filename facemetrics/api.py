@@ -118,10 +118,10 @@ def _side_from_foreign_stats(path: Path, ex: FeatureExtractor, param: str, *, as
     if asserted is None:
         raise FacemetricsError(
             f"{path} holds only mu and sigma (FID statistics as pytorch-fid and clean-fid write them), which do not "
-            "say how they were made. If you know, state it with "
-            f"{FOREIGN_STATS_FLAG} clean|tf1|pytorch-fid (clean: clean-fid mode=\"clean\"; tf1: TTUR or clean-fid "
-            "mode=\"legacy_tensorflow\"; pytorch-fid: pytorch-fid), which asserts that the images were resized "
-            "that way and fed to the standard 2048-d FID Inception (pool3); FID is then computed from it", param)
+            f"say how they were made. If you know, state it with {FOREIGN_STATS_FLAG} clean|tf1|pytorch-fid "
+            "(clean: clean-fid mode=\"clean\"; tf1: TTUR, torch-fidelity; pytorch-fid: pytorch-fid), which asserts "
+            "that the images were resized that way and fed to the standard 2048-d FID Inception (pool3); FID is "
+            "then computed from it", param)
     fp = ex.fingerprint()
     if fp.get("preset") != asserted:
         raise FacemetricsError(
@@ -204,7 +204,10 @@ def _side_from_images(path: str, ex: FeatureExtractor, param: str, opts: dict, c
 
 def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None, features: bool = True,
               logits: bool = True, foreign_preset: str | None = None) -> SideFeatures:
-    """A side from an image folder/zip or a statistics .npz (``foreign_preset``: see :func:`_side_from_foreign_stats`)."""
+    """A side from an image folder/zip or a statistics .npz.
+
+    ``foreign_preset``: the protocol asserted for a mu/sigma-only .npz (see :func:`_side_from_foreign_stats`).
+    """
     from facemetrics.distributed import SINGLE
 
     p = Path(path)

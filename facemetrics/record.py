@@ -68,7 +68,10 @@ def dumps(record: dict[str, Any]) -> str:
 
 
 def write_record(record: dict[str, Any], path: str | Path, param: str | None = "--json") -> None:
-    """Write the record atomically; a failed write raises :class:`~facemetrics.errors.OutputWriteError` naming ``path``."""
+    """Write the record atomically.
+
+    A failed write raises :class:`~facemetrics.errors.OutputWriteError` naming ``path``.
+    """
     from facemetrics.atomic import atomic_write_text, output_file
 
     with output_file(path, "the JSON record", param):
