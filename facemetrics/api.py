@@ -7,7 +7,7 @@ Both take paths and options and return plain data (a record dict, a
 from __future__ import annotations
 
 import warnings as _warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -58,13 +58,19 @@ class SideFeatures:
     """One side (real or fake) as the Inception metrics need it."""
 
     path: str
-    kind: str  # folder | zip | stats
+    kind: str  # folder | zip | stats | foreign-stats
     content_sha256: str | None
-    n: int
-    stats: Any  # FeatureStats
+    n: int | None  # None: unknown (foreign mu/sigma statistics)
+    stats: Any  # FeatureStats, or GaussianStats for foreign-stats
     features: np.ndarray | None
     logits: np.ndarray | None
     failed: list
+    #: extra fields of the side's entry in the record (foreign-stats: what was asserted)
+    info: dict = field(default_factory=dict)
+
+
+#: the flag that states the protocol of a foreign (mu/sigma only) REAL statistics file
+FOREIGN_STATS_FLAG = "--real-stats-preset"
 
 
 def _same_network(a: dict, b: dict) -> bool:
@@ -78,9 +84,64 @@ def _same_network(a: dict, b: dict) -> bool:
     return wa == wb or (wa in same_layers and wb in same_layers)
 
 
-def _side_from_stats(path: Path, ex: FeatureExtractor, param: str) -> SideFeatures:
-    from facemetrics.stats import FeatureStats
+def _is_standard_fid_inception(fp: dict) -> bool:
+    """Whether a fingerprint is the FID Inception's 2048-d pool3 (either known copy of the weights)."""
+    from facemetrics.extractors.inception import FID_HELPER_SHA256, INCEPTION_SHA256
 
+    return (fp.get("extractor") == "inception" and fp.get("network") == "inception-2015-12-05"
+            and fp.get("layer") == "pool3" and fp.get("weights_sha256") in {INCEPTION_SHA256, FID_HELPER_SHA256})
+
+
+def _side_from_foreign_stats(path: Path, ex: FeatureExtractor, param: str, *, asserted: str | None,
+                             features: bool) -> SideFeatures:
+    """REAL from a mu/sigma-only .npz of another tool, for FID only, under the protocol the user asserted.
+
+    Nothing in such a file says how it was made, so the user states it
+    (:data:`FOREIGN_STATS_FLAG`): images resized with preset ``asserted`` and fed to
+    the standard FID Inception (2048-d pool3). It must equal this run's preset and
+    extractor; the record then says the protocol was asserted, not verified.
+    """
+    from facemetrics.extractors.inception import POOL_DIMS
+    from facemetrics.stats import load_mu_sigma
+
+    if asserted is None:
+        raise FacemetricsError(
+            f"{path} holds only mu and sigma (FID statistics as pytorch-fid and clean-fid write them), which do not "
+            f"say how they were made. If you know, state it with {FOREIGN_STATS_FLAG} clean|tf1|pytorch-fid "
+            "(clean: clean-fid mode=\"clean\"; tf1: TTUR, torch-fidelity; pytorch-fid: pytorch-fid), which asserts "
+            "that the images were resized that way and fed to the standard 2048-d FID Inception (pool3); FID is "
+            "then computed from it", param)
+    fp = ex.fingerprint()
+    if fp.get("preset") != asserted:
+        raise FacemetricsError(
+            f"{FOREIGN_STATS_FLAG} {asserted} says {path} was made with preset {asserted}, but this run extracts FAKE "
+            f"with --preset {fp.get('preset')}; FID compares like with like: add --preset {asserted}",
+            FOREIGN_STATS_FLAG)
+    if not _is_standard_fid_inception(fp):
+        raise FacemetricsError(
+            f"{FOREIGN_STATS_FLAG} asserts the standard FID Inception pool3 features, but this run uses "
+            f"{fp.get('extractor')} (weights sha256 {str(fp.get('weights_sha256'))[:12]}): drop --extractor / "
+            "--inception-weights to score FAKE with the standard network", FOREIGN_STATS_FLAG)
+    if features:
+        raise FacemetricsError(
+            f"KID needs per-image features of REAL, and {path} holds only their mean and covariance (mu, sigma): "
+            "give REAL as an image folder or as `facemetrics stats FOLDER --features -o FILE.npz`, or ask for "
+            "--metrics fid", "--metrics")
+    st = load_mu_sigma(path, POOL_DIMS, param)
+    info = {"sha256": st.meta["sha256"], "protocol_asserted": True, "preset_asserted": asserted}
+    return SideFeatures(str(path), "foreign-stats", None, None, st, None, None, [], info)
+
+
+def _side_from_stats(path: Path, ex: FeatureExtractor, param: str, *, foreign_preset: str | None = None,
+                     features: bool = False) -> SideFeatures:
+    from facemetrics.stats import FeatureStats, stats_file_kind
+
+    if stats_file_kind(path) == "mu-sigma":
+        return _side_from_foreign_stats(path, ex, param, asserted=foreign_preset, features=features)
+    if foreign_preset is not None:
+        raise FacemetricsError(
+            f"{FOREIGN_STATS_FLAG} is for mu/sigma-only statistics of other tools; {path} is not one (a facemetrics "
+            f"statistics file records its protocol, which is checked): drop {FOREIGN_STATS_FLAG}", FOREIGN_STATS_FLAG)
     st, feats = FeatureStats.load(path, param)
     shard = st.meta.get("shard")
     if shard:
@@ -174,7 +235,11 @@ def _side_from_images(path: str, ex: FeatureExtractor, param: str, opts: dict, c
 
 
 def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None, features: bool = True,
-              logits: bool = True) -> SideFeatures:
+              logits: bool = True, foreign_preset: str | None = None) -> SideFeatures:
+    """A side from an image folder/zip or a statistics .npz.
+
+    ``foreign_preset``: the protocol asserted for a mu/sigma-only .npz (see :func:`_side_from_foreign_stats`).
+    """
     from facemetrics.distributed import SINGLE
 
     p = Path(path)
@@ -182,7 +247,7 @@ def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None,
         def read() -> SideFeatures:
             if not p.is_file():
                 raise FacemetricsError(f"{param} statistics file does not exist: {p}", param)
-            return _side_from_stats(p, ex, param)
+            return _side_from_stats(p, ex, param, foreign_preset=foreign_preset, features=features)
 
         return (ctx or SINGLE).run_agreed(f"reading {param}", read)
     return _side_from_images(path, ex, param, opts, ctx, features, logits)
@@ -209,6 +274,7 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     returns the same record; only rank 0 shows progress.
     """
     from facemetrics import options as O
+    from facemetrics.cacheio import cache_disabled
     from facemetrics.distributed import session
     from facemetrics.images import pixel_limit
     from facemetrics.metrics.registry import resolve
@@ -220,21 +286,26 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     specs = resolve(opts.metrics)
     check_preset(opts.preset)
     check_device(opts.device)
+    if opts.real_stats_preset is not None and not (is_path(real) and Path(real).suffix.lower() == ".npz"):
+        raise FacemetricsError(f"{FOREIGN_STATS_FLAG} describes a statistics .npz given as REAL; REAL {real} is "
+                               f"not one: drop {FOREIGN_STATS_FLAG}", FOREIGN_STATS_FLAG)
     if not (is_path(real) and is_path(fake)):
         return _score_in_memory(resolve_input(real, "REAL"), resolve_input(fake, "FAKE"), specs, opts)
     if Path(fake).suffix.lower() == ".npz":
         raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
-    with pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
+    # --no-cache: nothing touches the cache folder
+    with cache_disabled(not opts.cache), pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
         return _score(ctx, str(real), str(fake), specs, opts)
 
 
 def _score_in_memory(real: Any, fake: Any, specs: list, opts: ScoreOptions) -> dict[str, Any]:
     """:func:`score` with a side in memory (:mod:`facemetrics.inputs`; fid, kid, is only)."""
     from facemetrics.distributed import session
+    from facemetrics.cacheio import cache_disabled
     from facemetrics.images import pixel_limit
     from facemetrics.streaming import score_in_memory
 
-    with pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
+    with cache_disabled(not opts.cache), pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
         return score_in_memory(ctx, real, fake, [s.name for s in specs], preset=opts.preset,
                                inception_weights=opts.inception_weights, extractor=opts.extractor,
                                batch_size=opts.batch_size, workers=opts.workers, seed=opts.seed, cache=opts.cache,
@@ -272,6 +343,7 @@ def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs:
     (of the whole folder or of the shard); ``features=False`` skips gathering the
     per-image features there (they are only needed for ``--features``).
     """
+    from facemetrics.cacheio import cache_disabled
     from facemetrics.distributed import names_digest, session, shard_names
     from facemetrics.images import pixel_limit, scan
     from facemetrics.resize import check_preset
@@ -300,7 +372,8 @@ def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs:
                                        f"image file(s); use at most {len(src)} shards", "--shard")
         return ex, src, part
 
-    with pixel_limit(o.max_image_pixels), session(o.device) as ctx:
+    # --no-cache: nothing touches the cache folder
+    with cache_disabled(not o.cache), pixel_limit(o.max_image_pixels), session(o.device) as ctx:
         ex, src, part = ctx.run_agreed("reading FOLDER", prepare)
         opts = dict(batch_size=o.batch_size, workers=o.workers, device=ctx.device, cache=o.cache, strict=o.strict,
                     progress=o.progress and ctx.is_main, workers_kind=o.workers_kind)

@@ -53,3 +53,19 @@ def atomic_save_npz(path: str | os.PathLike, **arrays) -> None:
 
     with atomic_open(path, "wb") as f:
         np.savez(f, **arrays)
+
+
+@contextlib.contextmanager
+def output_file(path: str | os.PathLike, what: str, param: str | None = None) -> Iterator[None]:
+    """Turn an :class:`OSError` raised inside the block into an :class:`OutputWriteError` naming ``path``.
+
+    For the result files the user asked for (``score --json``, ``stats -o``): a
+    full disk is then a one-line error, and the atomic write left nothing behind.
+    """
+    from facemetrics.cacheio import os_reason
+    from facemetrics.errors import OutputWriteError
+
+    try:
+        yield
+    except OSError as e:
+        raise OutputWriteError(f"cannot write {what} {path}: {os_reason(e)} (nothing was written)", param) from None

@@ -12,7 +12,7 @@ import warnings
 import click
 
 from facemetrics import __version__
-from facemetrics.errors import DistributedError, FacemetricsError
+from facemetrics.errors import DistributedError, FacemetricsError, OutputWriteError
 from facemetrics.options import ScoreOptions, StatsOptions, click_options
 
 
@@ -28,13 +28,14 @@ class FacemetricsGroup(click.Group):
     Under torchrun only rank 0 reports usage errors that every rank raised alike
     (agreed errors, see :meth:`DistContext.run_agreed`); another rank's own error
     is printed by that rank with its number; a :class:`DistributedError` (a rank
-    died or crashed) is reported by every surviving rank, with exit status 1.
+    died or crashed) is reported by every surviving rank, with exit status 1, and so
+    is an :class:`OutputWriteError` (a result file could not be written, e.g. a full disk).
     """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except DistributedError as e:
+        except (DistributedError, OutputWriteError) as e:
             raise click.ClickException(str(e)) from None
         except FacemetricsError as e:
             if not _is_main():
@@ -69,7 +70,8 @@ def score(real, fake, json_out, **kwargs):
     """Score the generated images FAKE against REAL.
 
     REAL: image folder (recursive), .zip of images, or a statistics .npz from
-    `facemetrics stats`. FAKE: image folder or .zip.
+    `facemetrics stats` (or, for FID with --real-stats-preset, a mu/sigma .npz
+    of pytorch-fid or clean-fid). FAKE: image folder or .zip.
 
     Several processes or machines: `torchrun --nproc-per-node K -m facemetrics
     score ...` splits every image set among the ranks; rank 0 prints and writes
@@ -89,9 +91,9 @@ def score(real, fake, json_out, **kwargs):
     if json_out == "-":
         click.echo(dumps(record), nl=False)
         return
+    click.echo(format_table(record), nl=False)  # first: a record that cannot be written loses no result
     if json_out:
         write_record(record, json_out)
-    click.echo(format_table(record), nl=False)
 
 
 def _parse_shard_option(ctx: click.Context, param: click.Parameter, value: str | None):
@@ -135,7 +137,10 @@ def stats(folder, out, with_features, shard, **kwargs):
         click.echo(f"warning: {w}", err=True)
     if failed:
         click.echo(f"warning: {len(failed)} unreadable image(s) skipped: " + _first_names(failed), err=True)
-    st.save(out, feats if with_features else None)
+    from facemetrics.atomic import output_file
+
+    with output_file(out, "the statistics file", "--out"):
+        st.save(out, feats if with_features else None)
     part = f" shard={shard[0]}/{shard[1]}" if shard else ""
     click.echo(f"{out}: n={st.n} dims={st.dims} preset={opts.preset}{part}")
 
@@ -156,10 +161,10 @@ def demo(out, metrics, quiet):
     folder, manifest = make_degraded(Path(out))
     record = run_score(str(EXAMPLES), str(folder), metrics=metrics, pairs=str(manifest), progress=not quiet,
                        kid_subset_size=32, label="demo: LFW vs blurred+JPEG copy")
-    write_record(record, Path(out) / "record.json")
     for w in record["warnings"]:
         click.echo(f"warning: {w}", err=True)
     click.echo(format_table(record), nl=False)
+    write_record(record, Path(out) / "record.json", "--out")
     click.echo(f"record written to {Path(out) / 'record.json'}")
 
 

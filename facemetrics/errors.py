@@ -28,3 +28,11 @@ class DistributedError(FacemetricsError):
 
     Not a usage mistake: the CLI reports it with exit status 1 on every rank.
     """
+
+
+class OutputWriteError(FacemetricsError):
+    """A result file asked for (``--json``, ``-o``) could not be written: full disk, no permission, ...
+
+    Not a usage mistake: the CLI reports it as ``Error: ...`` with exit status 1,
+    without a traceback. The write was atomic, so no half-written file is left.
+    """

@@ -348,7 +348,9 @@ def _file_digest(path: Path, index: dict) -> str:
 
 
 def _load_index(index_path: Path | None) -> dict:
-    if index_path is None or not index_path.exists():
+    from facemetrics.cacheio import cache_enabled
+
+    if index_path is None or not cache_enabled() or not index_path.exists():
         return {}
     try:
         return json.loads(index_path.read_text())
@@ -361,17 +363,18 @@ def _save_index(index_path: Path | None, index: dict) -> None:
 
     Several processes (ranks, shard jobs) may update the index of one folder at
     once; re-reading just before the atomic rename keeps their entries in all but
-    a millisecond-wide race (the index is only an accelerator either way).
+    a millisecond-wide race (the index is only an accelerator either way). Nothing
+    is written under ``--no-cache`` (:func:`facemetrics.cacheio.cache_enabled`).
     """
     if index_path is None:
         return
     from facemetrics.atomic import atomic_write_text
+    from facemetrics.cacheio import try_cache_write
 
     merged = {**_load_index(index_path), **index}
-    try:
-        atomic_write_text(index_path, json.dumps(merged))
-    except OSError:
-        pass
+    # a failed write (full disk, ...) is a warning: the index only saves re-reading files.
+    # Its cache root is the folder above index/ (FeatureCache.index_path).
+    try_cache_write(index_path, index_path.parent.parent, lambda: atomic_write_text(index_path, json.dumps(merged)))
 
 
 def file_digests(source: ImageSource, index_path: Path | None = None) -> list[str]:

@@ -21,7 +21,10 @@ def merge_stats(shards, out):
 
     if not out.endswith(".npz"):
         raise FacemetricsError(f"output must end in .npz: {out}", "--out")
+    from facemetrics.atomic import output_file
+
     st, feats = merge_shards(list(shards))
-    st.save(out, feats)
+    with output_file(out, "the statistics file", "--out"):
+        st.save(out, feats)
     extra = f" features={len(feats)}" if feats is not None else ""
     click.echo(f"{out}: n={st.n} dims={st.dims} from {st.meta['merged_from']['count']} shards{extra}")

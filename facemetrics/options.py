@@ -72,6 +72,10 @@ class ScoreOptions(ExtractOptions):
     matcher: str | None = opt(None, "Image–text matcher for rprec/clipscore: clip:ARCH:TAG, clip:ARCH:PATH, "
                                     "clip:PATH or damsm:CHECKPOINT.", metavar="SPEC")
     label: str | None = opt(None, "Run/model name stored in the record (used by `report`).")
+    real_stats_preset: str | None = opt(
+        None, "REAL is a .npz with only mu and sigma (pytorch-fid, clean-fid): assert it was made with this "
+              "preset (must equal --preset) and the standard 2048-d FID Inception pool3 features. FID only; "
+              "the record says the protocol was asserted, not verified.", choices=PRESETS)
 
 
 @dataclass

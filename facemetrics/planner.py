@@ -127,7 +127,9 @@ def _read_real_stats(plan: Plan) -> None:
         raise FacemetricsError(f"REAL {plan.real} is a statistics file, but role(s) {', '.join(other)} need "
                                "its images", "REAL")
     ex = plan.extractors["inception"]
-    plan.real_stats = load_side(plan.real, ex, "REAL", {}, plan.ctx)
+    rows = any(n.form == "rows" for n in needs)
+    plan.real_stats = load_side(plan.real, ex, "REAL", {}, plan.ctx, features=rows, logits=False,
+                                foreign_preset=plan.opts.real_stats_preset)
     by_rows = [s.name.upper() for s in plan.specs if any(n.form == "rows" and "real" in n.sides for n in s.needs)]
     if by_rows and plan.real_stats.features is None:
         raise FacemetricsError(
@@ -224,7 +226,8 @@ def _role_data(plan: Plan, side_name: str, side: Any, role: str, out: Outcome) -
         for output, rows in (("pool", sf.features), ("logits", sf.logits)):
             if rows is not None:
                 out.inputs.rows[(side_name, role, output)] = rows
-        return source_info(sf.path, sf.kind, sf.n, sf.content_sha256), list(sf.failed), sf.stats.dims
+        info = {**source_info(sf.path, sf.kind, sf.n, sf.content_sha256), **getattr(sf, "info", {})}
+        return info, list(sf.failed), sf.stats.dims
     meta = {"fingerprint": ex.fingerprint(), "content_sha256": side.content_key, "source": str(side.source.root)}
     for n in _needs(plan.specs, side_name):
         if n.role == role:
@@ -296,6 +299,12 @@ def run(plan: Plan) -> Outcome:
     real_side = None
     if plan.real_stats is not None:
         _side_data(plan, "real", plan.real_stats, out)
+        if plan.real_stats.kind == "foreign-stats":
+            from facemetrics.api import FOREIGN_STATS_FLAG
+
+            out.notes.append(f"REAL {plan.real_stats.path} holds foreign mu/sigma statistics: their protocol (preset "
+                             f"{plan.opts.real_stats_preset}, standard FID Inception pool3) was asserted with "
+                             f"{FOREIGN_STATS_FLAG}, not verified")
     elif plan.real_roles:
         real_side = _pass(plan, plan.real_src, plan.real_roles, "REAL")
         _side_data(plan, "real", real_side, out)
@@ -312,4 +321,7 @@ def run(plan: Plan) -> Outcome:
 def compute(plan: Plan, outcome: Outcome) -> dict[str, Any]:
     """Every metric from its inputs, side metrics first: computed on rank 0, handed to every rank."""
     generic = plan.ctx.on_main("computing FID/KID/IS", lambda: compute_all(plan.generic(), outcome.inputs))
+    if plan.real_stats is not None and plan.real_stats.kind == "foreign-stats" and "fid" in generic:
+        generic["fid"].details["real_protocol"] = {"asserted": True, "verified": False,
+                                                   "preset": plan.opts.real_stats_preset}
     return {**generic, **compute_all([s for s in plan.specs if s.paired], outcome.inputs)}

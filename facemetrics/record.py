@@ -3,7 +3,9 @@
 Schema ``facemetrics.record/1``::
 
     {"schema", "facemetrics_version", "created" (UTC ISO 8601), "label",
-     "real": {"path", "kind": "folder"|"zip"|"stats", "n", "content_sha256"},
+     "real": {"path", "kind": "folder"|"zip"|"stats"|"foreign-stats", "n", "content_sha256"},
+       (foreign-stats, a mu/sigma .npz of another tool: n and content_sha256 are null, plus
+        "sha256" of the file, "protocol_asserted": true, "preset_asserted")
      "fake": {...same...},
      "protocol": {"preset", "extractor", "weights_sha256", "dims", "seed"},
      "metrics": {"<name>": {"value", "std", "n", "higher_is_better", "details"}},
@@ -65,10 +67,15 @@ def dumps(record: dict[str, Any]) -> str:
     return json.dumps(record, indent=2, sort_keys=False) + "\n"
 
 
-def write_record(record: dict[str, Any], path: str | Path) -> None:
-    from facemetrics.atomic import atomic_write_text
+def write_record(record: dict[str, Any], path: str | Path, param: str | None = "--json") -> None:
+    """Write the record atomically.
 
-    atomic_write_text(path, dumps(record))
+    A failed write raises :class:`~facemetrics.errors.OutputWriteError` naming ``path``.
+    """
+    from facemetrics.atomic import atomic_write_text, output_file
+
+    with output_file(path, "the JSON record", param):
+        atomic_write_text(path, dumps(record))
 
 
 def format_table(record: dict[str, Any]) -> str:
@@ -88,7 +95,9 @@ def format_table(record: dict[str, Any]) -> str:
     for side in ("real", "fake"):
         s = record.get(side)
         if s:
-            sides.append(f"{side}: {s['path']} ({s['kind']}, n={s['n']})")
+            n = "unknown" if s.get("n") is None else s["n"]
+            asserted = ", protocol asserted" if s.get("protocol_asserted") else ""
+            sides.append(f"{side}: {s['path']} ({s['kind']}, n={n}{asserted})")
     proto = (f"preset={p.get('preset')} extractor={p.get('extractor')} "
              f"weights={str(p.get('weights_sha256'))[:12]} dims={p.get('dims')} seed={p.get('seed')}")
     return "\n".join(lines + ["", *sides, proto]) + "\n"

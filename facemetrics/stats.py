@@ -94,8 +94,11 @@ class FeatureStats:
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "schema" not in z.files or str(z["schema"]) != STATS_SCHEMA:
+                    foreign = " (it holds only mu and sigma, as pytorch-fid and clean-fid write)" \
+                        if {"mu", "sigma"} <= set(z.files) else ""
                     raise FacemetricsError(
-                        f"{path} is not a facemetrics statistics file (make one with `facemetrics stats`)", param)
+                        f"{path} is not a facemetrics statistics file{foreign} (make one with `facemetrics stats`)",
+                        param)
                 st = cls(int(z["n"]), z["sum"].astype(np.float64), z["sum_outer"].astype(np.float64),
                          json.loads(str(z["meta"])))
                 feats = z["features"] if "features" in z.files else None
@@ -104,3 +107,85 @@ class FeatureStats:
         except Exception as e:
             raise FacemetricsError(f"cannot read statistics file {path}: {e}", param) from None
         return st, feats
+
+
+# ---------------------------------------------------------------------- foreign statistics
+#: relative tolerance of the symmetry check of a foreign covariance: max|Σ − Σᵀ| ≤ tol · max|Σ|
+SYMMETRY_RTOL = 1e-5
+
+
+@dataclass
+class GaussianStats:
+    """Mean and covariance only, as pytorch-fid, clean-fid and TTUR publish them (``mu``, ``sigma``).
+
+    Enough for FID; the number of images is unknown (``n`` is None), and there
+    are no per-image features.
+    """
+
+    mu: np.ndarray  # (d,) float64
+    sigma: np.ndarray  # (d, d) float64, symmetric
+    n: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dims(self) -> int:
+        return int(self.mu.shape[0])
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.mu
+
+    @property
+    def cov(self) -> np.ndarray:
+        return self.sigma
+
+
+def stats_file_kind(path: str | Path) -> str:
+    """``"facemetrics"`` (a :meth:`FeatureStats.save` file), ``"mu-sigma"`` (only FID's ``mu`` and ``sigma``,
+    no facemetrics schema: pytorch-fid, clean-fid, TTUR) or ``"unknown"`` (anything else, unreadable included)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = set(z.files)
+    except Exception:
+        return "unknown"
+    if "schema" in files:
+        return "facemetrics"
+    return "mu-sigma" if {"mu", "sigma"} <= files else "unknown"
+
+
+def load_mu_sigma(path: str | Path, dims: int, param: str | None = None) -> GaussianStats:
+    """Read and check the ``mu`` (d,) and ``sigma`` (d, d) of a foreign FID statistics file.
+
+    Checks: numeric, finite, ``d == dims``, Σ symmetric to :data:`SYMMETRY_RTOL`
+    (relative to max|Σ|) with a non-negative diagonal. Σ is returned
+    symmetrised, (Σ + Σᵀ)/2, in float64. ``meta["sha256"]`` is the file's sha256.
+    """
+    import hashlib
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            mu, sigma = np.asarray(z["mu"]), np.asarray(z["sigma"])
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except Exception as e:
+        raise FacemetricsError(f"cannot read statistics file {path}: {e}", param) from None
+
+    def bad(why: str) -> FacemetricsError:
+        return FacemetricsError(f"{path}: {why}; it cannot be FID statistics of this run", param)
+
+    if mu.dtype.kind not in "fiu" or sigma.dtype.kind not in "fiu":
+        raise bad(f"mu and sigma must be numeric, are {mu.dtype} and {sigma.dtype}")
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise bad(f"mu must have shape (d,) and sigma (d, d); they have {mu.shape} and {sigma.shape}")
+    if mu.shape[0] != dims:
+        raise bad(f"its features are {mu.shape[0]}-dimensional, this run's extractor gives {dims}")
+    mu, sigma = mu.astype(np.float64), sigma.astype(np.float64)
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise bad("mu or sigma holds NaN or infinite values")
+    scale = float(np.abs(sigma).max()) or 1.0
+    asym = float(np.abs(sigma - sigma.T).max())
+    if asym > SYMMETRY_RTOL * scale:
+        raise bad(f"sigma is not symmetric (max |sigma - sigma.T| = {asym:.3g}, max |sigma| = {scale:.3g}), so it "
+                  "is no covariance matrix")
+    if float(np.diag(sigma).min()) < -SYMMETRY_RTOL * scale:
+        raise bad("sigma has negative variances on its diagonal, so it is no covariance matrix")
+    return GaussianStats(mu, (sigma + sigma.T) / 2, None, {"sha256": digest})

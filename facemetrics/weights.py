@@ -50,18 +50,27 @@ _SHA_MEMO: dict[tuple, str] = {}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file, memoised in-process and on disk by (path, size, mtime, ctime)."""
+    """sha256 of a file, memoised in-process and on disk by (path, size, mtime, ctime).
+
+    The on-disk memo is ``<cache_dir>/sha256.json``; under ``--no-cache``
+    (:func:`facemetrics.cacheio.cache_enabled` False) it is neither read nor
+    written, and a failed write is a :class:`~facemetrics.cacheio.CacheWarning`.
+    """
+    from facemetrics.cacheio import cache_enabled, try_cache_write
+
     p = Path(path).resolve()
     st = p.stat()
     key = (str(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key in _SHA_MEMO:
         return _SHA_MEMO[key]
+    use_disk = cache_enabled()
     memo_path = cache_dir() / "sha256.json"
     disk: dict = {}
-    try:
-        disk = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        pass
+    if use_disk:
+        try:
+            disk = json.loads(memo_path.read_text())
+        except (OSError, ValueError):
+            pass
     skey = "|".join(map(str, key))
     digest = disk.get(skey)
     if digest is None:
@@ -71,12 +80,10 @@ def sha256_file(path: str | os.PathLike) -> str:
                 h.update(chunk)
         digest = h.hexdigest()
         disk[skey] = digest
-        try:
+        if use_disk:
             from facemetrics.atomic import atomic_write_text
 
-            atomic_write_text(memo_path, json.dumps(disk))
-        except OSError:
-            pass
+            try_cache_write(memo_path, cache_dir(), lambda: atomic_write_text(memo_path, json.dumps(disk)))
     _SHA_MEMO[key] = digest
     return digest
 

@@ -25,6 +25,9 @@ from facemetrics.extractors.base import FeatureExtractor
 from facemetrics.resize import PRESET_NORMALISATION, check_preset, get_resizer
 from facemetrics.weights import WeightsSpec, resolve_weights, sha256_file
 
+#: dimension of the pool3 features (FID/KID)
+POOL_DIMS = 2048
+
 INCEPTION_SHA256 = "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 
@@ -183,7 +186,7 @@ class InceptionExtractor(FeatureExtractor):
         try:
             with torch.inference_mode():
                 x = (x - shift) / scale
-                feats = self._layers(x).reshape(x.shape[0], 2048)
+                feats = self._layers(x).reshape(x.shape[0], POOL_DIMS)
                 out = {"pool": feats.float().cpu().numpy()}
                 if self._logit_weight is not None:
                     out["logits"] = (feats @ self._logit_weight.T).float().cpu().numpy()

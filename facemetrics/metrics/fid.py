@@ -14,8 +14,9 @@ import warnings
 
 import numpy as np
 
+from facemetrics.errors import FacemetricsError
 from facemetrics.result import MetricResult
-from facemetrics.stats import FeatureStats
+from facemetrics.stats import FeatureStats, GaussianStats
 
 
 def _sqrt_psd(a: np.ndarray) -> np.ndarray:
@@ -46,10 +47,16 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return max(d2, 0.0)
 
 
-def fid_from_stats(real: FeatureStats, fake: FeatureStats) -> MetricResult:
-    """FID of two feature statistics; warns when n < dims (rank-deficient covariance)."""
+def fid_from_stats(real: FeatureStats | GaussianStats, fake: FeatureStats | GaussianStats) -> MetricResult:
+    """FID of two feature statistics; warns when n < dims (rank-deficient covariance).
+
+    Either side may be a :class:`~facemetrics.stats.GaussianStats` (a foreign
+    mu/sigma file), whose n is unknown (None): no rank check for it.
+    """
+    if real.dims != fake.dims:
+        raise FacemetricsError(f"FID: real statistics are {real.dims}-d, fake features {fake.dims}-d")
     for label, st in (("real", real), ("fake", fake)):
-        if st.n < st.dims:
+        if st.n is not None and st.n < st.dims:
             warnings.warn(
                 f"FID: {label} set has {st.n} images for {st.dims}-d features; its covariance is "
                 f"rank-deficient and FID is biased upwards (use more images to compare with published numbers)",
