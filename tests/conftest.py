@@ -23,15 +23,28 @@ def data_dir() -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
-    """Every test session gets its own feature/weights cache (never the user's)."""
-    old = os.environ.get("FACEMETRICS_CACHE")
+    """Every test session gets its own feature/weights cache and torch home (never the user's).
+
+    ``TORCH_HOME`` holds torch.hub's checkpoints (pytorch-fid's and torch-fidelity's
+    weights, built offline by :func:`reference_fid_weights`) and torch-fidelity's
+    ``fidelity_cache``. A real VGGFace2 FaceNet checkpoint in the user's torch home
+    stays visible through ``$FACEMETRICS_FACENET``.
+    """
+    from facemetrics.extractors import facenet as fn
+
+    saved = {k: os.environ.get(k) for k in ("FACEMETRICS_CACHE", "FACEMETRICS_OFFLINE", "TORCH_HOME", fn.ENV_VAR)}
+    user_facenet = fn._torch_home() / "checkpoints" / fn.WEIGHTS_NAME
+    if user_facenet.is_file() and not os.environ.get(fn.ENV_VAR):
+        os.environ[fn.ENV_VAR] = str(user_facenet)
     os.environ["FACEMETRICS_CACHE"] = str(tmp_path_factory.mktemp("fm-cache"))
     os.environ["FACEMETRICS_OFFLINE"] = "1"
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch-home"))
     yield
-    if old is None:
-        os.environ.pop("FACEMETRICS_CACHE", None)
-    else:
-        os.environ["FACEMETRICS_CACHE"] = old
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def lfw_first_images(data: Path) -> list[Path]:
@@ -65,17 +78,98 @@ def lfw_small(data_dir, tmp_path_factory) -> tuple[Path, Path]:
     return link_folder(base / "a", files[1000:1012]), link_folder(base / "b", files[2000:2012])
 
 
+#: clean-fid 0.1.35 (cleanfid/features.py, ``feature_extractor``) reads its TorchScript from
+#: the hard-coded folder "/tmp" (not ``tempfile.gettempdir()``: $TMPDIR is ignored) and
+#: downloads it there when absent.
+CLEANFID_INCEPTION = Path("/tmp/inception-2015-12-05.pt")
+
+
+def _is_fid_layers_file(path: Path, packaged: dict) -> bool:
+    """Whether ``path`` is a TorchScript whose ``.layers`` holds exactly the packaged FID tensors."""
+    import torch
+
+    try:
+        layers = torch.jit.load(str(path), map_location="cpu").layers
+        state = layers.state_dict()
+    except Exception:  # noqa: BLE001 - any unreadable or foreign file is "not ours"
+        return False
+    return state.keys() == packaged.keys() and all(torch.equal(state[k], packaged[k]) for k in packaged)
+
+
 @pytest.fixture(scope="session")
 def cleanfid_inception() -> Path:
-    """clean-fid reads <tempdir>/inception-2015-12-05.pt; build it offline from the packaged layers.
+    """clean-fid's offline file at exactly the path it reads, checked before use.
 
-    An existing file (e.g. the real download) is left alone.
+    An existing file is used when its sha256 is the real StyleGAN2-ADA download's or
+    when its ``.layers`` tensors equal the packaged FID layers (a file built here:
+    ``torch.jit.save`` is not byte-reproducible, so no sha256 can be pinned for it).
+    Anything else is rebuilt from the packaged layers (atomically); if that is
+    impossible the session fails naming the file.
     """
-    import tempfile
+    from facemetrics.extractors.inception import INCEPTION_SHA256, write_layers_torchscript
+    from facemetrics.inception_net import scripted_layers_state
+    from facemetrics.weights import sha256_file
+    from reference_tools import packaged_fid_layers
 
-    from facemetrics.extractors.inception import write_layers_torchscript
-
-    target = Path(tempfile.gettempdir()) / "inception-2015-12-05.pt"
-    if not target.is_file():
+    target = CLEANFID_INCEPTION
+    if target.is_file() and sha256_file(target) == INCEPTION_SHA256:
+        return target
+    packaged = scripted_layers_state(packaged_fid_layers(), None)
+    if target.is_file() and _is_fid_layers_file(target, packaged):
+        return target
+    try:
         write_layers_torchscript(target)
+    except OSError as e:
+        pytest.fail(f"{target} (read by clean-fid) is absent or not the FID Inception, and cannot be rebuilt: {e}")
+    if not _is_fid_layers_file(target, packaged):
+        pytest.fail(f"{target} (read by clean-fid) was rebuilt but does not hold the FID Inception layers")
     return target
+
+
+@pytest.fixture(scope="session")
+def reference_fid_weights() -> dict[str, Path]:
+    """pytorch-fid's and torch-fidelity's weights files in this session's $TORCH_HOME (built offline)."""
+    from reference_tools import write_reference_weights
+
+    return write_reference_weights(os.environ["TORCH_HOME"])
+
+
+# ---------------------------------------------------------------- skip guard
+#: The only skip a healthy offline run may report: the real VGGFace2 FaceNet checkpoint
+#: cannot be downloaded here (no pinned sha256, no network at test time).
+ALLOWED_SKIPS: tuple[str, ...] = (
+    "tests/test_face_facenet.py::test_real_vggface2_weights_separate_people",
+)
+_unexpected_skips: list[tuple[str, str]] = []
+
+
+def _record_skip(report) -> None:
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    nodeid = report.nodeid
+    if any(nodeid == a or nodeid.endswith("/" + a) for a in ALLOWED_SKIPS):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    _unexpected_skips.append((nodeid, reason))
+
+
+def pytest_runtest_logreport(report):
+    _record_skip(report)
+
+
+def pytest_collectreport(report):
+    _record_skip(report)  # a whole module skipped at import (e.g. a missing dependency)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when anything but the allowed skip was skipped (a broken install must not pass)."""
+    if _unexpected_skips and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unexpected_skips:
+        terminalreporter.section("unexpected skips (the run fails)", sep="=", red=True)
+        for nodeid, reason in _unexpected_skips:
+            terminalreporter.line(f"{nodeid}: {reason}")
+        terminalreporter.line(f"Only {', '.join(ALLOWED_SKIPS)} may skip (tests/conftest.py ALLOWED_SKIPS).")

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from facemetrics.errors import FacemetricsError  # noqa: E402
+from facemetrics.errors import FacemetricsError
 
 LFW_SUB = "lfw/deepfunneled"
 

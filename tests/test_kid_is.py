@@ -94,3 +94,43 @@ def test_is_matches_direct_formula():
     assert r.std == pytest.approx(np.std(scores), rel=1e-10)
     # identical predictions carry no information: IS = 1
     assert inception_score_from_probs(np.tile(p[:1], (50, 1)), splits=5).value == pytest.approx(1.0)
+
+
+def _kid_independent(real, fake, subsets, m, seed):
+    """Per-subset unbiased MMD² with the same seeded draws, written out with explicit kernels."""
+    rng = np.random.default_rng(seed)
+    d = real.shape[1]
+    vals = []
+    for _ in range(subsets):
+        x = fake[rng.choice(len(fake), m, replace=False)].astype(np.float64)
+        y = real[rng.choice(len(real), m, replace=False)].astype(np.float64)
+        kern = lambda a, b: (np.einsum("ik,jk->ij", a, b) / d + 1.0) ** 3  # noqa: E731
+        off = ~np.eye(m, dtype=bool)
+        vals.append(kern(x, x)[off].mean() + kern(y, y)[off].mean() - 2 * kern(x, y).mean())
+    return np.array(vals)
+
+
+def test_kid_std_is_population_and_default_subset_size_is_min_1000_n1_n2():
+    """KID's spread is the population std (ddof=0) over subsets; m defaults to min(1000, n1, n2)."""
+    rng = np.random.default_rng(12)
+    real, fake = rng.normal(size=(40, 6)), rng.normal(size=(55, 6)) + 0.2
+    r = kid(real, fake, subsets=7, seed=3)  # subset_size left at its default
+    vals = _kid_independent(real, fake, 7, 40, 3)  # m = n1 = 40
+    assert r.details["subset_size"] == 40 and r.n == 7
+    assert r.value == pytest.approx(vals.mean(), rel=1e-10)
+    assert r.std == pytest.approx(vals.std(ddof=0), rel=1e-10)
+    assert abs(r.std - vals.std(ddof=1)) > 1e-3 * vals.std(ddof=1)  # ddof=1 would be told apart
+    r2 = kid(fake, real[:30], subsets=3, seed=9)  # now the fake side (second argument) is the smaller
+    assert r2.details["subset_size"] == 30
+    assert r2.value == pytest.approx(_kid_independent(fake, real[:30], 3, 30, 9).mean(), rel=1e-10)
+    # the cap: both sides above 1000 -> m = 1000 (one side at 1001, the other at 1200)
+    big_r, big_f = rng.normal(size=(1200, 3)), rng.normal(size=(1001, 3)) + 0.1
+    rb = kid(big_r, big_f, subsets=2, seed=4)
+    assert rb.details["subset_size"] == 1000
+    assert rb.value == pytest.approx(_kid_independent(big_r, big_f, 2, 1000, 4).mean(), rel=1e-10)
+    # the default of score()/CLI is the same 1000
+    import inspect
+
+    from facemetrics.api import score
+
+    assert inspect.signature(score).parameters["kid_subset_size"].default == 1000

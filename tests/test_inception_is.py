@@ -1,0 +1,81 @@
+"""IS through the stock Inception: logits are pool · Wᵀ without the output bias (real faces).
+
+The full ``inception-2015-12-05.pt`` cannot be had offline, so a TorchScript of the
+same shape is built here: the packaged FID layers as ``.layers`` plus an ``.output``
+``Linear(2048, 1008)`` with seeded, non-zero weight and bias (the head that
+``facemetrics/extractors/inception.py`` looks up as ``module.output``).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import lfw_first_images, link_folder
+from facemetrics.api import score
+from facemetrics.extractors.inception import InceptionExtractor
+from facemetrics.features import extract
+from facemetrics.images import scan
+from facemetrics.metrics.inception_score import inception_score
+
+
+class _WithHead(torch.nn.Module):
+    def __init__(self, layers, output):
+        super().__init__()
+        self.layers = layers
+        self.output = output
+
+    def forward(self, x):
+        return self.output(self.layers(x).reshape(-1, 2048))
+
+
+@pytest.fixture(scope="module")
+def stock_like_weights(tmp_path_factory):
+    from facemetrics.torchfile import load_torchscript
+
+    from reference_tools import packaged_fid_layers
+
+    layers = load_torchscript(packaged_fid_layers(), "Inception weights", None).net.layers
+    g = torch.Generator().manual_seed(1008)
+    head = torch.nn.Linear(2048, 1008)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(1008, 2048, generator=g) * 0.05)
+        head.bias.copy_(torch.randn(1008, generator=g) * 3.0 + 1.0)
+    path = tmp_path_factory.mktemp("stock-like") / "inception-with-head.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        torch.jit.script(_WithHead(layers, head)).save(str(path))
+    return path, head.weight.detach().double().numpy(), head.bias.detach().double().numpy()
+
+
+@pytest.fixture(scope="module")
+def faces(data_dir, tmp_path_factory):
+    files = lfw_first_images(data_dir)[3000:3024]
+    return link_folder(tmp_path_factory.mktemp("is-faces") / "f", files)
+
+
+def test_stock_head_gives_unbiased_logits(stock_like_weights, faces):
+    path, w, b = stock_like_weights
+    ex = InceptionExtractor(weights=str(path))
+    assert ex.outputs == ("pool", "logits")
+    out = extract(scan(faces), [ex], progress=False, cache=False).outputs["inception"]
+    pool, logits = out["pool"].astype(np.float64), out["logits"].astype(np.float64)
+    assert logits.shape == (24, 1008)
+    np.testing.assert_allclose(logits, pool @ w.T, rtol=0, atol=1e-4)
+    assert np.abs(logits - (pool @ w.T + b)).min() > 1e-3  # with the bias it would be told apart
+    assert ex.fingerprint()["logits"] == "unbiased"
+
+
+def test_is_of_stock_head_equals_is_of_pool_times_w(stock_like_weights, faces):
+    path, w, b = stock_like_weights
+    rec = score(str(faces), str(faces), metrics="is", inception_weights=str(path), progress=False, cache=False,
+                is_splits=3, seed=5)
+    pool = extract(scan(faces), [InceptionExtractor(weights=str(path))], progress=False,
+                   cache=False).outputs["inception"]["pool"].astype(np.float64)
+    ref = inception_score(pool @ w.T, splits=3, seed=5)
+    biased = inception_score(pool @ w.T + b, splits=3, seed=5)
+    got = rec["metrics"]["is"]["value"]
+    assert got == pytest.approx(ref.value, rel=1e-5)
+    assert abs(biased.value - ref.value) > 1e-3 * ref.value  # the bias changes IS here
