@@ -129,8 +129,6 @@ def test_kid_std_is_population_and_default_subset_size_is_min_1000_n1_n2():
     assert rb.details["subset_size"] == 1000
     assert rb.value == pytest.approx(_kid_independent(big_r, big_f, 2, 1000, 4).mean(), rel=1e-10)
     # the default of score()/CLI is the same 1000
-    import inspect
+    from facemetrics.options import ScoreOptions
 
-    from facemetrics.api import score
-
-    assert inspect.signature(score).parameters["kid_subset_size"].default == 1000
+    assert ScoreOptions().kid_subset_size == 1000  # the options object score() and the CLI share
