@@ -26,6 +26,8 @@ Exact and approximate
 * Decode on the CPU: the pixels were identical to PIL's on the LFW and CelebA JPEGs
   tested, since torchvision and Pillow both link libjpeg-turbo (islow IDCT, fancy
   upsampling). This is measured, not guaranteed: another libjpeg build may differ by ±1.
+* torchvision 0.29 deprecates its image codecs in favour of TorchCodec (0.16+); when they
+  go, :func:`_torch_decode_jpegs` is the one function to port (and re-measure).
 * Decode on a GPU (nvjpeg): **approximate**. nvjpeg's IDCT and chroma upsampling are not
   libjpeg's, so pixels may differ by a few levels. A record made this way must say so.
 
@@ -49,6 +51,7 @@ from __future__ import annotations
 import functools
 import io
 import re
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -65,6 +68,8 @@ BICUBIC_A = -0.5
 BICUBIC_SUPPORT = 2.0
 #: PIL header modes whose JPEGs go through the torch decoder
 TORCH_JPEG_MODES = ("RGB", "L")
+#: torchvision 0.29 warns on every decode that its image codecs are deprecated (for TorchCodec)
+_TORCHVISION_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 
 
 # --------------------------------------------------------------------------- resize weights
@@ -228,25 +233,33 @@ def _pil_decode(data: bytes, device: "str | torch.device") -> "torch.Tensor":
     """PIL's decode (the protocol's) as a ``3 × H × W`` uint8 tensor on ``device``."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(decode_rgb(data).transpose(2, 0, 1))).to(device)
+    return torch.from_numpy(np.array(decode_rgb(data).transpose(2, 0, 1), order="C", copy=True)).to(device)
 
 
 def _torch_decode_jpegs(blobs: list[bytes], device: "str | torch.device") -> list["torch.Tensor | None"]:
-    """``decode_jpeg`` of every blob (one batched call; per image if that fails), None where it fails."""
-    import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
+    """``decode_jpeg`` of every blob (one batched call; per image if that fails), None where it fails.
 
-    tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
-    try:
-        return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
-    except RuntimeError:
-        out: list[torch.Tensor | None] = []
-        for t in tensors:
-            try:
-                out.append(decode_jpeg(t, mode=ImageReadMode.RGB, device=device))
-            except RuntimeError:
-                out.append(None)
-        return out
+    torchvision's deprecation warning is silenced here, so it does not reach the records
+    (``api.score`` records every warning). ``warnings.catch_warnings`` is not thread-safe:
+    call this from one thread (the batched nvjpeg decode wants one call per batch anyway).
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TORCHVISION_DEPRECATION, category=DeprecationWarning)
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
+        try:
+            return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
+        except RuntimeError:
+            out: list[torch.Tensor | None] = []
+            for t in tensors:
+                try:
+                    out.append(decode_jpeg(t, mode=ImageReadMode.RGB, device=device))
+                except RuntimeError:
+                    out.append(None)
+            return out
 
 
 def decode_images(blobs: Sequence[bytes], device: "str | torch.device" = "cpu", *, use_torch: bool = True,
