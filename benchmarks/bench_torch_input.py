@@ -16,7 +16,7 @@ It runs in this one process with torch's default intra-op threads (printed). The
 ``torch.cuda.synchronize()``.
 
 Usage: python benchmarks/bench_torch_input.py [--n 64] [--rounds 5] [--batch 1 32] [--device cpu]
-       [--dtype float32] [--data ../shared/data] [--set lfw|celeba]
+       [--decode-device DEVICE] [--dtype float32] [--data ../shared/data] [--set lfw|celeba]
 """
 from __future__ import annotations
 
@@ -68,6 +68,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--decode-device", default=None, help="where to decode (default: --device); cpu with a "
+                    "CUDA --device: libjpeg-turbo decode, GPU resize")
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     ap.add_argument("--data", default=os.environ.get("FACEMETRICS_DATA", str(REPO.parent / "shared" / "data")))
     ap.add_argument("--set", default="lfw", choices=("lfw", "celeba"))
@@ -91,11 +93,12 @@ def main() -> None:
     rows = [("pil", "-", rate(pil, len(blobs), args.rounds, sync))]
     for bs in args.batch:
         groups = batches(blobs, bs)
-        decoded = [ti.decode_images(g, args.device) for g in groups]
+        decode_dev = args.decode_device or args.device
+        decoded = [[t.to(args.device) for t in ti.decode_images(g, decode_dev)] for g in groups]
 
         def full() -> None:
             for g in groups:
-                ti.clean_batch(g, args.device, dtype=dtype)
+                ti.clean_batch(g, args.device, decode_device=decode_dev, dtype=dtype)
 
         def resize_only() -> None:
             for d in decoded:
@@ -103,14 +106,15 @@ def main() -> None:
 
         def decode_only() -> None:
             for g in groups:
-                ti.decode_images(g, args.device)
+                ti.decode_images(g, decode_dev)
 
         rows += [("torch", bs, rate(full, len(blobs), args.rounds, sync)),
                  ("torch-resize", bs, rate(resize_only, len(blobs), args.rounds, sync)),
                  ("torch-decode", bs, rate(decode_only, len(blobs), args.rounds, sync))]
 
     dev = torch.cuda.get_device_name(0) if cuda else platform.processor() or platform.machine()
-    print(f"{args.set}, {len(blobs)} images, median of {args.rounds} rounds; device {args.device} ({dev}); "
+    print(f"{args.set}, {len(blobs)} images, median of {args.rounds} rounds; device {args.device} ({dev}), "
+          f"decode on {args.decode_device or args.device}; "
           f"resize dtype {args.dtype}; torch threads {torch.get_num_threads()}, os.cpu_count() {os.cpu_count()}; "
           f"torch {torch.__version__}")
     print()

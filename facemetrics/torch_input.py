@@ -342,22 +342,27 @@ def resize_decoded(images: Sequence["torch.Tensor"], size: int = 299, *, dtype: 
 
 
 def clean_batch(blobs: Sequence[bytes], device: "str | torch.device" = "cpu", size: int = 299, *,
-                use_torch_decode: bool = True, dtype: "torch.dtype | None" = None) -> CleanBatch:
+                use_torch_decode: bool = True, decode_device: "str | torch.device | None" = None,
+                dtype: "torch.dtype | None" = None) -> CleanBatch:
     """Encoded image bytes to the ``clean`` preset's network input on ``device``.
 
-    :func:`decode_images` then :func:`resize_decoded`: ``B × 3 × size × size`` float32 in
-    [0, 255] for the readable inputs, ready for ``(x − 128) / 128``
+    :func:`decode_images` on ``decode_device`` (``device`` when None), the uint8 images moved
+    to ``device``, then :func:`resize_decoded`. The result is ``B × 3 × size × size`` float32
+    in [0, 255] for the readable inputs, ready for ``(x − 128) / 128``
     (:data:`facemetrics.resize.PRESET_NORMALISATION`) and the Inception layers.
     ``use_torch_decode=False`` decodes with PIL (the protocol). The resize then matches the
     PIL path to ≤ 1e-4 with ``dtype=torch.float64`` and to a few float32 ulps with float32.
+    ``decode_device="cpu"`` with a CUDA ``device`` decodes with libjpeg-turbo (PIL's pixels,
+    see the module docstring) and resizes on the GPU.
     """
     import torch
 
-    decoded = decode_images(blobs, device, use_torch=use_torch_decode)
+    decoded = decode_images(blobs, device if decode_device is None else decode_device, use_torch=use_torch_decode)
     ok = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
     failed = [(i, d) for i, d in enumerate(decoded) if isinstance(d, str)]
     if ok:
-        images = resize_decoded([decoded[i] for i in ok], size, dtype=dtype)  # type: ignore[misc]
+        moved = [decoded[i].to(device, non_blocking=True) for i in ok]  # type: ignore[union-attr]
+        images = resize_decoded(moved, size, dtype=dtype)
     else:
         images = torch.empty((0, 3, size, size), dtype=torch.float32, device=device)
     return CleanBatch(images, ok, failed)

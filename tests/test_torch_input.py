@@ -278,6 +278,13 @@ def test_clean_batch_torch_decode_matches_pil_path(lfw_blobs):
     assert np.abs(got.images.permute(0, 2, 3, 1).numpy() - ref).max() <= RESIZE_ATOL
 
 
+def test_clean_batch_decode_device(lfw_blobs):
+    """Decoding on one device and resizing on another gives the same batch (CPU/CPU here)."""
+    a = ti.clean_batch(lfw_blobs[:3], "cpu", decode_device="cpu")
+    b = ti.clean_batch(lfw_blobs[:3], "cpu")
+    assert torch.equal(a.images, b.images)
+
+
 def test_clean_batch_all_broken():
     got = ti.clean_batch([b"x", b"y"])
     assert got.images.shape == (0, 3, 299, 299) and got.ok == [] and len(got.failed) == 2
