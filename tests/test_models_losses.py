@@ -121,31 +121,28 @@ def test_word_attention_masks_padding_and_is_a_convex_combination():
                 assert torch.allclose(ctx[b, :, y, x], src[b] @ w, atol=1e-5)
 
 
-def test_r_precision_matches_brute_force():
+def test_training_log_r_precision_is_the_core_metric():
+    """models.evaluate.r_precision is facemetrics' R-precision (never the same image or identity among
+    the negatives), not a protocol of its own: same value and fold spread on the same rows."""
+    from facemetrics.errors import FacemetricsError
+    from facemetrics.metrics.rprecision import r_precision as core
     from models.evaluate import r_precision
 
     rng = np.random.default_rng(0)
     n, d = 30, 8
     txt = rng.normal(size=(n, d))
     img = txt + rng.normal(scale=1.2, size=(n, d))
+    images = [f"img{i}" for i in range(n)]
     groups = [f"id{i // 2}" for i in range(n)]  # pairs of rows share an identity
-    res = r_precision(img, txt, groups, negatives=10, folds=5, seed=7)
-    # brute force with the same draws
-    r = np.random.default_rng(7)
-    a = img / np.linalg.norm(img, axis=1, keepdims=True)
-    b = txt / np.linalg.norm(txt, axis=1, keepdims=True)
-    hits = []
-    for i in range(n):
-        pool = [j for j in range(n) if groups[j] != groups[i]]
-        neg = r.choice(np.array(pool), size=10, replace=False)
-        assert not {groups[j] for j in neg} & {groups[i]}
-        hits.append(all(a[i] @ b[i] > a[i] @ b[j] for j in neg))
-    order = np.random.default_rng([7, 1]).permutation(n)
-    folds = [np.mean([hits[k] for k in f]) for f in np.array_split(order, 5)]
-    assert res["value"] == pytest.approx(np.mean(folds)) and res["std"] == pytest.approx(np.std(folds))
+    res = r_precision(img, txt, images, groups, negatives=10, folds=5, seed=7)
+    ref = core(img, txt, np.arange(n), images, groups, n_negatives=10, folds=5, seed=7)
+    assert res["value"] == ref.value and res["std"] == ref.std and res["details"]["n_negatives"] == 10
     assert 0 < res["value"] < 1
     # perfect embeddings: every true caption ranks first
-    assert r_precision(txt, txt, groups, negatives=10, folds=5)["value"] == 1.0
+    assert r_precision(txt, txt, images, groups, negatives=10, folds=5)["value"] == 1.0
+    # too few eligible negatives (28 other-identity captions) is an error, never fewer negatives
+    with pytest.raises(FacemetricsError, match="negative"):
+        r_precision(img, txt, images, groups, negatives=29, folds=5)
 
 
 def test_clip_text_encoder_trimmed_context_and_cache_match_full_context():

@@ -146,10 +146,23 @@ def _load_builtins() -> None:
         _loaded = True
 
 
+def _order() -> dict[str, int]:
+    """Position of each registered name: built-ins in :data:`BUILTIN_MODULES` order (whatever imported
+    them first), then the others in registration order."""
+    def key(item: tuple[int, MetricSpec]) -> tuple[int, int]:
+        i, spec = item
+        mod = spec.compute.__module__
+        return (BUILTIN_MODULES.index(mod) if mod in BUILTIN_MODULES else len(BUILTIN_MODULES), i)
+
+    ranked = sorted(enumerate(_SPECS.values()), key=key)
+    return {spec.name: pos for pos, (_, spec) in enumerate(ranked)}
+
+
 def available() -> list[str]:
     """Registered metric names, built-ins first in their documented order."""
     _load_builtins()
-    return list(_SPECS)
+    order = _order()
+    return sorted(_SPECS, key=order.__getitem__)
 
 
 def get(name: str) -> MetricSpec:
@@ -157,7 +170,7 @@ def get(name: str) -> MetricSpec:
     try:
         return _SPECS[name]
     except KeyError:
-        raise FacemetricsError(f"unknown metric {name!r}; choose from {', '.join(_SPECS)}", "--metrics") from None
+        raise FacemetricsError(f"unknown metric {name!r}; choose from {', '.join(available())}", "--metrics") from None
 
 
 def parse_metrics(metrics: str | Iterable[str]) -> list[str]:
@@ -168,14 +181,14 @@ def parse_metrics(metrics: str | Iterable[str]) -> list[str]:
     unknown = [m for m in items if m not in _SPECS]
     if unknown or not items:
         raise FacemetricsError(
-            f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(_SPECS)}", "--metrics")
+            f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(available())}", "--metrics")
     return list(dict.fromkeys(items))
 
 
 def resolve(metrics: str | Iterable[str]) -> list[MetricSpec]:
     """The specs of ``metrics``, with every spec's ``bundle`` companions added after it."""
     wanted = parse_metrics(metrics)
-    order = {n: i for i, n in enumerate(_SPECS)}
+    order = _order()
     names: list[str] = []
     for name in wanted:
         for n in sorted((name, *get(name).bundle), key=order.__getitem__):  # a bundle in registry order
