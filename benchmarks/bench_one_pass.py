@@ -16,7 +16,7 @@ checks that every metric's value is the same either way.
 
 With fid,kid only both modes already share the Inception pass inside one command;
 the face embedder (fsd/fss) and the matcher's image tower (rprec/clipscore) join the
-same pass (``facemetrics.api.shared_pass_extractors``).
+same pass (``facemetrics.planner.plan``).
 """
 from __future__ import annotations
 

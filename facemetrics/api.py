@@ -179,10 +179,6 @@ def side_features(side, ex: FeatureExtractor, param: str, *, features: bool = Tr
                         [list(f) for f in side.failed])
 
 
-#: the name the streaming path uses
-_inception_features = side_features
-
-
 def load_inception_extractor(inc: list[str], extractor: str | None, preset: str,
                              inception_weights: str | None) -> tuple[FeatureExtractor, dict]:
     """The Inception-type extractor for the metrics ``inc`` and its fingerprint, after the specs' checks

@@ -147,7 +147,7 @@ def pair_faces(
     ``pairs[i].fake`` names an image of ``fake_source``; ``pairs[i].real`` the
     absolute path (or ``<zip>/<member>``) of its real image. ``fake_extraction``
     (from :func:`facemetrics.api.score`'s single decode pass of FAKE, see
-    ``api.shared_pass_extractors``) holds this embedder's outputs for FAKE's
+    ``planner.plan``) holds this embedder's outputs for FAKE's
     images; without it FAKE's paired images are extracted here. ``real_extraction``
     ``(source, extraction)``: an image folder already passed through this embedder (REAL in
     ``score``'s single pass); pairs whose real image is one of its files (same file after

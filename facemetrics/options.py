@@ -125,13 +125,6 @@ def click_options(cls: type, exclude: Sequence[str] = ()) -> Callable:
     return deco
 
 
-def split_options(cls: type, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """``(cls(**fields found in kwargs), the other kwargs)``, for click callbacks."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in kwargs.items() if k in names}), {k: v for k, v in kwargs.items()
-                                                                  if k not in names}
-
-
 def build(cls: type, options: Any = None, overrides: dict[str, Any] | None = None) -> Any:
     """``options`` (an instance of ``cls`` or None) with ``overrides`` applied; unknown names refused."""
     base = options if options is not None else cls()

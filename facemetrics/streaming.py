@@ -193,14 +193,14 @@ def _stream_generated(gen: Generated, ex: FeatureExtractor, param: str, opts: di
 def side_features(x: str | PixelSource | Generated, ex: FeatureExtractor, param: str, opts: dict,
                   ctx: DistContext, *, features: bool, logits: bool):
     """:class:`~facemetrics.api.SideFeatures` of a path, an in-memory source or a generator."""
-    from facemetrics.api import _inception_features, load_side
+    from facemetrics.api import load_side, side_features as inception_side
     from facemetrics.side import extract_side
 
     if isinstance(x, Generated):
         return _stream_generated(x, ex, param, opts, ctx, features=features, logits=logits)
     if isinstance(x, PixelSource):
         side = extract_side(x, [ex], ctx, param=param, desc=f"{param.lower()} {ex.name}", **opts)
-        return dataclasses.replace(_inception_features(side, ex, param, features=features, logits=logits),
+        return dataclasses.replace(inception_side(side, ex, param, features=features, logits=logits),
                                    kind=record_kind(x))
     return load_side(x, ex, param, opts, ctx, features=features, logits=logits)
 

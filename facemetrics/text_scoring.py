@@ -27,10 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from facemetrics.images import ImageSource
     from facemetrics.matchers.base import Matcher
 
-#: metric names this module computes
-TEXT_METRICS: frozenset[str] = frozenset({"rprec", "clipscore"})
-
-
 def _short(text: str, n: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
