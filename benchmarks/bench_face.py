@@ -1,6 +1,6 @@
 """Face embedder throughput: dlib embeddings per second, alignment on vs off.
 
-Runs the real pipeline (``facemetrics.features.extract``, cache off) on the same
+Runs the real pipeline (``facemetrics.pipeline.features.extract``, cache off) on the same
 LFW images for ``--face-align auto`` (detect + 5-point alignment) and ``never``
 (centred resize only), plus the two stages alone (preprocessing per image, the
 descriptor network per batch of chips), and prints medians over ``--repeats`` runs
@@ -23,8 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from facemetrics.extractors import build_extractor
-from facemetrics.features import extract
-from facemetrics.images import ImageSource, load_rgb
+from facemetrics.pipeline.features import extract
+from facemetrics.imaging.images import ImageSource, load_rgb
 
 
 def lfw_subset(data: Path, n: int, seed: int) -> ImageSource:

@@ -117,7 +117,7 @@ def write_results(section: str) -> None:
         text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    from facemetrics.atomic import atomic_write_text
+    from facemetrics.storage.atomic import atomic_write_text
 
     atomic_write_text(path, text)
 
@@ -146,8 +146,8 @@ def main() -> None:
             print(f"round {r}: " + ", ".join(f"{k} {v[-1]['wall']:.1f}s" for k, v in rows.items()), file=sys.stderr)
         os.environ["FACEMETRICS_CACHE"] = str(tmp / "cold0")
         from facemetrics.extractors.inception import InceptionExtractor
-        from facemetrics.features import extract
-        from facemetrics.images import scan
+        from facemetrics.pipeline.features import extract
+        from facemetrics.imaging.images import scan
 
         feats = extract(scan(a), [InceptionExtractor()], progress=False).outputs["inception"]["pool"]
         fr = frechet_bench(feats.astype("float64"), args.repeats)

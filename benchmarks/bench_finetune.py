@@ -35,9 +35,9 @@ def main() -> None:
 
     import torch
 
-    from facemetrics.face_inception import Preprocess, build_model
-    from facemetrics.images import decode_rgb
-    from facemetrics.inception_net import default_fid_weights, load_fid_state, normalize, scripted_layers_state
+    from facemetrics.nets.face_inception import Preprocess, build_model
+    from facemetrics.imaging.images import decode_rgb
+    from facemetrics.nets.inception import default_fid_weights, load_fid_state, normalize, scripted_layers_state
 
     torch.set_num_threads(args.threads)
     data = Path(os.environ.get("FACEMETRICS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

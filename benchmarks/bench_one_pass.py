@@ -8,7 +8,7 @@ For a metric list M, runs
 
 each command in a fresh process with an empty feature cache (``--cache none``:
 ``--no-cache`` instead), and reports wall time, peak RSS, and how many images
-were decoded (``facemetrics.images.decode_rgb`` calls, counted in the child), and
+were decoded (``facemetrics.imaging.images.decode_rgb`` calls, counted in the child), and
 checks that every metric's value is the same either way.
 
   python benchmarks/bench_one_pass.py REAL FAKE --metrics fid,kid,is,fsd,fss --pairs pairs.jsonl \
@@ -16,7 +16,7 @@ checks that every metric's value is the same either way.
 
 With fid,kid only both modes already share the Inception pass inside one command;
 the face embedder (fsd/fss) and the matcher's image tower (rprec/clipscore) join the
-same pass (``facemetrics.planner.plan``).
+same pass (``facemetrics.pipeline.planner.plan``).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import atexit, json, resource, sys
-import facemetrics.images as im
+import facemetrics.imaging.images as im
 count = [0]
 orig = im.decode_rgb
 def counting(data):
@@ -45,7 +45,7 @@ def report():
     sys.stderr.write("\nBENCH " + json.dumps({"decodes": count[0],
                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}) + "\n")
 atexit.register(report)
-from facemetrics.cli import main
+from facemetrics.cli.main import main
 sys.argv = ["facemetrics", *sys.argv[1:]]
 main()
 """

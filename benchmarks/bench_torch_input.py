@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Input throughput of the clean preset: PIL decode+resize vs the torch path (facemetrics.torch_input).
+"""Input throughput of the clean preset: PIL decode+resize vs the torch path (facemetrics.imaging.torch_input).
 
 Measures images/s for turning encoded JPEG bytes into 299×299×3 float network input
 (the files are read into memory first, so disk time is not counted):
@@ -78,9 +78,9 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from facemetrics import torch_input as ti
-    from facemetrics.images import decode_rgb
-    from facemetrics.resize import resize_clean
+    from facemetrics.imaging import torch_input as ti
+    from facemetrics.imaging.images import decode_rgb
+    from facemetrics.imaging.resize import resize_clean
 
     dtype = getattr(torch, args.dtype)
     cuda = args.device.startswith("cuda")

@@ -24,8 +24,8 @@ def compare(blobs: list[bytes], device: str) -> tuple[int, float, int]:
     """(max |torch − PIL|, fraction of identical values, images identical) over ``blobs``."""
     import numpy as np
 
-    from facemetrics import torch_input as ti
-    from facemetrics.images import decode_rgb
+    from facemetrics.imaging import torch_input as ti
+    from facemetrics.imaging.images import decode_rgb
 
     max_abs, same, total, images = 0, 0, 0, 0
     for data, t in zip(blobs, ti.decode_images(blobs, device)):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""FID of two LFW sets through the PIL input path vs the torch input path (facemetrics.torch_input).
+"""FID of two LFW sets through the PIL input path vs the torch input path (facemetrics.imaging.torch_input).
 
 Two disjoint sets of ``--n`` LFW faces (``Name_0001.jpg`` of the first 2n people, sorted by name,
 as tests/conftest.py's ``lfw_200_pair``). For each set the Inception pool3 features come from
@@ -45,11 +45,11 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from facemetrics import torch_input as ti
+    from facemetrics.imaging import torch_input as ti
     from facemetrics.extractors.inception import InceptionExtractor
-    from facemetrics.images import decode_rgb
+    from facemetrics.imaging.images import decode_rgb
     from facemetrics.metrics.fid import fid_from_stats
-    from facemetrics.resize import resize_clean
+    from facemetrics.imaging.resize import resize_clean
     from facemetrics.stats import FeatureStats
 
     ex = InceptionExtractor()

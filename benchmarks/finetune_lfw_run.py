@@ -42,10 +42,10 @@ def main() -> None:
     import torch
 
     from facemetrics.extractors.finetuned import FinetunedInceptionExtractor
-    from facemetrics.face_inception import Preprocess
-    from facemetrics.finetune import FinetuneConfig, finetune
-    from facemetrics.images import decode_rgb
-    from facemetrics.inception_net import normalize, pretrained_inception
+    from facemetrics.nets.face_inception import Preprocess
+    from facemetrics.finetune.train import FinetuneConfig, finetune
+    from facemetrics.imaging.images import decode_rgb
+    from facemetrics.nets.inception import normalize, pretrained_inception
     from facemetrics.metrics.fid import frechet_distance
     from facemetrics.metrics.inception_score import inception_score_from_probs
     from facemetrics.metrics.kid import kid

@@ -103,8 +103,8 @@ py speed "$WORK/fake" "$DEVICE" "$BATCH" "$WORKERS" <<'EOF'
 import sys, time
 import numpy as np, torch
 from facemetrics.extractors.inception import InceptionExtractor
-from facemetrics.features import extract
-from facemetrics.images import load_rgb, scan
+from facemetrics.pipeline.features import extract
+from facemetrics.imaging.images import load_rgb, scan
 
 folder, device, batch, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 src = scan(folder)

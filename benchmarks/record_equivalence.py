@@ -96,7 +96,7 @@ def run(out: Path, repo: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(repo), "FACEMETRICS_OFFLINE": "1",
            "FACEMETRICS_CACHE": str(WORK / "cache")}
     py = [sys.executable, "-c", "import sys; sys.path.insert(0, %r); from conftest_text import register_tiny_arch; "
-          "register_tiny_arch(); from facemetrics.cli import main; sys.argv[0] = 'facemetrics'; main()"
+          "register_tiny_arch(); from facemetrics.cli.main import main; sys.argv[0] = 'facemetrics'; main()"
           % str(repo / "tests")]
     for name, args in _runs(sets, clip).items():
         target = out / f"{name}.json"

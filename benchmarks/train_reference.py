@@ -7,7 +7,7 @@ then for both checkpoints generate one image per held-out caption (EMA generator
 
 * FID, clean preset, against the held-out real images (``run/real_test``), through
   ``facemetrics.api.score``;
-* FSD / FSS (face embedder, with the pairs manifest) when ``facemetrics.face_scoring`` is
+* FSD / FSS (face embedder, with the pairs manifest) when ``facemetrics.pairing.face_scoring`` is
   present in this checkout;
 * R-precision (1 true + 99 captions of other identities, 10 folds) with the run's own
   matcher (final checkpoint; its DAMSM/CLIP encoders are frozen after the DAMSM stage, so
@@ -117,7 +117,7 @@ def run_variant(args, name: str) -> dict:
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     gan = [r for r in log if r.get("phase") == "gan"]
     dm = [r for r in log if r.get("phase") == "damsm"]
-    face = importlib.util.find_spec("facemetrics.face_scoring") is not None
+    face = importlib.util.find_spec("facemetrics.pairing.face_scoring") is not None
     matcher = load_matcher(str(run / "last.pt"), args.device)
     out: dict = {"variant": name, "config": args.config, "overrides": args.set, "device": args.device,
                  "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
@@ -218,7 +218,7 @@ Notes
   time is extra.
 - FSD/FSS: dlib face-descriptor L2 distance / cosine similarity between each generated image and
   the real image of its caption (`facemetrics score --pairs`), averaged; "n/a" when the
-  face-metrics code (facemetrics.face_scoring) is not in the checkout that ran this script.
+  face-metrics code (facemetrics.pairing.face_scoring) is not in the checkout that ran this script.
 - No pretrained CLIP weights exist offline here: the clip variants use a randomly initialised
   ViT-B-32 (seed clip.init_seed); its text features are random projections of the BPE tokens.{grids}
 """
@@ -230,7 +230,7 @@ Notes
         doc = doc[:doc.index(start)] + block + doc[doc.index(end) + len(end):]
     else:
         doc = doc.rstrip() + "\n\n" + block + "\n"
-    from facemetrics.atomic import atomic_write_text
+    from facemetrics.storage.atomic import atomic_write_text
 
     atomic_write_text(path, doc)
 

@@ -5,7 +5,7 @@ API functions import what they need when called.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from facemetrics.version import __version__
 
 __all__ = ["__version__", "score", "compute_stats", "Metrics", "Generated"]
 
@@ -28,11 +28,11 @@ def __getattr__(name: str):
     """``facemetrics.Metrics`` (streaming accumulator) and ``facemetrics.Generated`` (generator input),
     imported on first use."""
     if name == "Metrics":
-        from facemetrics.streaming import Metrics
+        from facemetrics.pipeline.streaming import Metrics
 
         return Metrics
     if name == "Generated":
-        from facemetrics.inputs import Generated
+        from facemetrics.imaging.inputs import Generated
 
         return Generated
     raise AttributeError(f"module 'facemetrics' has no attribute {name!r}")

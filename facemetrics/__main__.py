@@ -1,4 +1,4 @@
-from facemetrics.cli import main
+from facemetrics.cli.main import main
 
 if __name__ == "__main__":
     main()

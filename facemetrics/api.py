@@ -14,239 +14,18 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
-from facemetrics.extractors.base import FeatureExtractor
 from facemetrics.options import ScoreOptions, StatsOptions
-from facemetrics.result import MetricResult
+from facemetrics.pipeline.sides import (  # noqa: F401  (the API's building blocks, re-exported)
+    FOREIGN_STATS_FLAG, SideFeatures, build_feature_extractor, check_device, load_side, side_features)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from facemetrics.images import ImageSource
+    from facemetrics.imaging.images import ImageSource
 
 def parse_metrics(metrics: str | Iterable[str]) -> list[str]:
     """Metric names from ``"fid,kid"`` (see :func:`facemetrics.metrics.registry.parse_metrics`)."""
     from facemetrics.metrics.registry import parse_metrics as parse
 
     return parse(metrics)
-
-
-def check_device(device: str) -> str:
-    if device == "cpu":
-        return device
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise FacemetricsError("--device cuda was asked for but no CUDA device is available", "--device")
-        return device
-    raise FacemetricsError(f"unknown device {device!r} (cpu or cuda[:N])", "--device")
-
-
-def build_feature_extractor(extractor: str | None, preset: str, inception_weights: str | None) -> FeatureExtractor:
-    """``None``/"inception": the FID Inception; an existing ``.pt`` file: a fine-tuned checkpoint."""
-    from facemetrics.extractors import build_extractor
-
-    if extractor in (None, "inception"):
-        return build_extractor("inception", preset=preset, weights=inception_weights)
-    if Path(extractor).suffix in (".pt", ".pth"):
-        if not Path(extractor).is_file():
-            raise FacemetricsError(f"extractor checkpoint not found: {extractor}", "--extractor")
-        return build_extractor("finetuned", checkpoint=extractor, preset=preset)
-    return build_extractor(extractor)
-
-
-@dataclass
-class SideFeatures:
-    """One side (real or fake) as the Inception metrics need it."""
-
-    path: str
-    kind: str  # folder | zip | stats | foreign-stats
-    content_sha256: str | None
-    n: int | None  # None: unknown (foreign mu/sigma statistics)
-    stats: Any  # FeatureStats, or GaussianStats for foreign-stats
-    features: np.ndarray | None
-    logits: np.ndarray | None
-    failed: list
-    #: extra fields of the side's entry in the record (foreign-stats: what was asserted)
-    info: dict = field(default_factory=dict)
-
-
-#: the flag that states the protocol of a foreign (mu/sigma only) REAL statistics file
-FOREIGN_STATS_FLAG = "--real-stats-preset"
-
-
-def _same_network(a: dict, b: dict) -> bool:
-    from facemetrics.extractors.inception import FID_HELPER_SHA256, INCEPTION_SHA256
-
-    same_layers = {INCEPTION_SHA256, FID_HELPER_SHA256}
-    keys = ("extractor", "network", "preset", "layer")
-    if any(a.get(k) != b.get(k) for k in keys):
-        return False
-    wa, wb = a.get("weights_sha256"), b.get("weights_sha256")
-    return wa == wb or (wa in same_layers and wb in same_layers)
-
-
-def _is_standard_fid_inception(fp: dict) -> bool:
-    """Whether a fingerprint is the FID Inception's 2048-d pool3 (either known copy of the weights)."""
-    from facemetrics.extractors.inception import FID_HELPER_SHA256, INCEPTION_SHA256
-
-    return (fp.get("extractor") == "inception" and fp.get("network") == "inception-2015-12-05"
-            and fp.get("layer") == "pool3" and fp.get("weights_sha256") in {INCEPTION_SHA256, FID_HELPER_SHA256})
-
-
-def _side_from_foreign_stats(path: Path, ex: FeatureExtractor, param: str, *, asserted: str | None,
-                             features: bool) -> SideFeatures:
-    """REAL from a mu/sigma-only .npz of another tool, for FID only, under the protocol the user asserted.
-
-    Nothing in such a file says how it was made, so the user states it
-    (:data:`FOREIGN_STATS_FLAG`): images resized with preset ``asserted`` and fed to
-    the standard FID Inception (2048-d pool3). It must equal this run's preset and
-    extractor; the record then says the protocol was asserted, not verified.
-    """
-    from facemetrics.extractors.inception import POOL_DIMS
-    from facemetrics.stats import load_mu_sigma
-
-    if asserted is None:
-        raise FacemetricsError(
-            f"{path} holds only mu and sigma (FID statistics as pytorch-fid and clean-fid write them), which do not "
-            f"say how they were made. If you know, state it with {FOREIGN_STATS_FLAG} clean|tf1|pytorch-fid "
-            "(clean: clean-fid mode=\"clean\"; tf1: TTUR, torch-fidelity; pytorch-fid: pytorch-fid), which asserts "
-            "that the images were resized that way and fed to the standard 2048-d FID Inception (pool3); FID is "
-            "then computed from it", param)
-    fp = ex.fingerprint()
-    if fp.get("preset") != asserted:
-        raise FacemetricsError(
-            f"{FOREIGN_STATS_FLAG} {asserted} says {path} was made with preset {asserted}, but this run extracts FAKE "
-            f"with --preset {fp.get('preset')}; FID compares like with like: add --preset {asserted}",
-            FOREIGN_STATS_FLAG)
-    if not _is_standard_fid_inception(fp):
-        raise FacemetricsError(
-            f"{FOREIGN_STATS_FLAG} asserts the standard FID Inception pool3 features, but this run uses "
-            f"{fp.get('extractor')} (weights sha256 {str(fp.get('weights_sha256'))[:12]}): drop --extractor / "
-            "--inception-weights to score FAKE with the standard network", FOREIGN_STATS_FLAG)
-    if features:
-        raise FacemetricsError(
-            f"KID needs per-image features of REAL, and {path} holds only their mean and covariance (mu, sigma): "
-            "give REAL as an image folder or as `facemetrics stats FOLDER --features -o FILE.npz`, or ask for "
-            "--metrics fid", "--metrics")
-    st = load_mu_sigma(path, POOL_DIMS, param)
-    info = {"sha256": st.meta["sha256"], "protocol_asserted": True, "preset_asserted": asserted}
-    return SideFeatures(str(path), "foreign-stats", None, None, st, None, None, [], info)
-
-
-def _side_from_stats(path: Path, ex: FeatureExtractor, param: str, *, foreign_preset: str | None = None,
-                     features: bool = False) -> SideFeatures:
-    from facemetrics.stats import FeatureStats, stats_file_kind
-
-    if stats_file_kind(path) == "mu-sigma":
-        return _side_from_foreign_stats(path, ex, param, asserted=foreign_preset, features=features)
-    if foreign_preset is not None:
-        raise FacemetricsError(
-            f"{FOREIGN_STATS_FLAG} is for mu/sigma-only statistics of other tools; {path} is not one (a facemetrics "
-            f"statistics file records its protocol, which is checked): drop {FOREIGN_STATS_FLAG}", FOREIGN_STATS_FLAG)
-    st, feats = FeatureStats.load(path, param)
-    shard = st.meta.get("shard")
-    if shard:
-        raise FacemetricsError(
-            f"{path} holds shard {shard.get('index')}/{shard.get('count')} of {st.meta.get('source')} only; "
-            "merge all shards first: facemetrics merge-stats part*.npz -o ref.npz", param)
-    fp = ex.fingerprint()
-    theirs = st.meta.get("fingerprint", {})
-    if not _same_network(theirs, fp):
-        diffs = [f"{k}: file has {theirs.get(k)!r}, this run uses {fp.get(k)!r}"
-                 for k in ("extractor", "network", "preset", "layer", "weights_sha256") if theirs.get(k) != fp.get(k)]
-        raise FacemetricsError(f"statistics file {path} was made with another protocol ({'; '.join(diffs)})", param)
-    return SideFeatures(str(path), "stats", st.meta.get("content_sha256"), st.n, st, feats, None, [])
-
-
-def side_features(side, ex: FeatureExtractor, param: str, *, features: bool = True,
-                  logits: bool = True) -> SideFeatures:
-    """FID statistics (summed over ranks) and, when asked, per-image features/logits (gathered) of a side.
-
-    In a single process the rows are at hand and always returned; under torchrun
-    they are gathered only when ``features``/``logits`` ask for them.
-    """
-    from facemetrics.distributed import shared_error
-
-    if side.n < 2:
-        raise shared_error(
-            f"{param} {side.source.root}: fewer than 2 usable images ({side.n} usable, {len(side.failed)} "
-            "unreadable)", param)
-    st = side.stats(ex.name, "pool", {"fingerprint": ex.fingerprint(), "content_sha256": side.content_key,
-                                     "source": str(side.source.root)})
-    single = not side.ctx.active
-    feats = side.rows(ex.name, "pool") if (features or single) else None
-    lg = side.rows(ex.name, "logits") if (logits or single) and "logits" in ex.outputs else None
-    return SideFeatures(str(side.source.root), side.source.kind, side.content_key, side.n, st, feats, lg,
-                        [list(f) for f in side.failed])
-
-
-def load_inception_extractor(inc: list[str], extractor: str | None, preset: str,
-                             inception_weights: str | None) -> tuple[FeatureExtractor, dict]:
-    """The Inception-type extractor for the metrics ``inc`` and its fingerprint, after the specs' checks
-    (IS refuses a network without a usable classifier head); finds the weights."""
-    from facemetrics.metrics.registry import resolve
-
-    e = build_feature_extractor(extractor, preset, inception_weights)
-    for spec in resolve(inc):
-        if spec.check is not None:
-            spec.check(e)
-    return e, e.fingerprint()
-
-
-def inception_results(inc: list[str], rl: SideFeatures | None, fk: SideFeatures, ex: FeatureExtractor, *,
-                      preset: str, seed: int, kid_subsets: int, kid_subset_size: int,
-                      is_splits: int) -> dict[str, MetricResult]:
-    """The registered specs of ``inc`` (fid/kid/is) on REAL ``rl`` (None for IS alone) and FAKE ``fk``.
-
-    For callers that hold :class:`SideFeatures` (the in-memory and streaming paths); the
-    numbers come from the same spec compute functions as :func:`score`'s.
-    """
-    from types import SimpleNamespace
-
-    from facemetrics.metrics.registry import MetricInputs, compute_all, resolve
-
-    opts = SimpleNamespace(preset=preset, seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                           is_splits=is_splits)
-    inputs = MetricInputs(options=opts, extractors={"inception": ex})
-    for name, sf in (("real", rl), ("fake", fk)):
-        if sf is None:
-            continue
-        inputs.stats[(name, "inception", "pool")] = sf.stats
-        inputs.labels[name] = sf.path
-        for output, rows in (("pool", sf.features), ("logits", sf.logits)):
-            if rows is not None:
-                inputs.rows[(name, "inception", output)] = rows
-    return compute_all(resolve(inc), inputs)
-
-
-def _side_from_images(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None,
-                      features: bool = True, logits: bool = True) -> SideFeatures:
-    from facemetrics.distributed import SINGLE
-    from facemetrics.images import scan
-    from facemetrics.side import extract_side
-
-    ctx = ctx or SINGLE
-    src = ctx.run_agreed(f"reading {param}", lambda: scan(path, param))
-    side = extract_side(src, [ex], ctx, param=param, desc=f"{param.lower()} {ex.name}", **opts)
-    return side_features(side, ex, param, features=features, logits=logits)
-
-
-def load_side(path: str, ex: FeatureExtractor, param: str, opts: dict, ctx=None, features: bool = True,
-              logits: bool = True, foreign_preset: str | None = None) -> SideFeatures:
-    """A side from an image folder/zip or a statistics .npz.
-
-    ``foreign_preset``: the protocol asserted for a mu/sigma-only .npz (see :func:`_side_from_foreign_stats`).
-    """
-    from facemetrics.distributed import SINGLE
-
-    p = Path(path)
-    if p.suffix.lower() == ".npz":
-        def read() -> SideFeatures:
-            if not p.is_file():
-                raise FacemetricsError(f"{param} statistics file does not exist: {p}", param)
-            return _side_from_stats(p, ex, param, foreign_preset=foreign_preset, features=features)
-
-        return (ctx or SINGLE).run_agreed(f"reading {param}", read)
-    return _side_from_images(path, ex, param, opts, ctx, features, logits)
 
 
 def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -261,22 +40,22 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     fsd, fss (face embedder, need ``pairs``), rprec, clipscore (matcher, need
     ``pairs`` with captions).
 
-    The work is :func:`facemetrics.planner.plan` (every check, nothing decoded),
-    :func:`~facemetrics.planner.run` (each image side decoded once for all the
-    extractors it feeds) and :func:`~facemetrics.planner.compute`. Under torchrun
+    The work is :func:`facemetrics.pipeline.planner.plan` (every check, nothing decoded),
+    :func:`~facemetrics.pipeline.planner.run` (each image side decoded once for all the
+    extractors it feeds) and :func:`~facemetrics.pipeline.planner.compute`. Under torchrun
     (``torchrun --nproc-per-node K -m facemetrics score ...`` or a script run that
     way) every rank extracts its block of each side, statistics are summed and
-    per-image features gathered (see :mod:`facemetrics.distributed`), and every rank
+    per-image features gathered (see :mod:`facemetrics.pipeline.distributed`), and every rank
     returns the same record; only rank 0 shows progress.
     """
-    from facemetrics import options as O
-    from facemetrics.cacheio import cache_disabled
-    from facemetrics.distributed import session
-    from facemetrics.images import pixel_limit
+    import facemetrics.options as O
+    from facemetrics.storage.cacheio import cache_disabled
+    from facemetrics.pipeline.distributed import session
+    from facemetrics.imaging.images import pixel_limit
     from facemetrics.metrics.registry import resolve
-    from facemetrics.resize import check_preset
+    from facemetrics.imaging.resize import check_preset
 
-    from facemetrics.inputs import is_path, resolve_input
+    from facemetrics.imaging.inputs import is_path, resolve_input
 
     opts = O.build(ScoreOptions, options, kwargs)
     specs = resolve(opts.metrics)
@@ -295,11 +74,11 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
 
 
 def _score_in_memory(real: Any, fake: Any, specs: list, opts: ScoreOptions) -> dict[str, Any]:
-    """:func:`score` with a side in memory (:mod:`facemetrics.inputs`; fid, kid, is only)."""
-    from facemetrics.distributed import session
-    from facemetrics.cacheio import cache_disabled
-    from facemetrics.images import pixel_limit
-    from facemetrics.streaming import score_in_memory
+    """:func:`score` with a side in memory (:mod:`facemetrics.imaging.inputs`; fid, kid, is only)."""
+    from facemetrics.pipeline.distributed import session
+    from facemetrics.storage.cacheio import cache_disabled
+    from facemetrics.imaging.images import pixel_limit
+    from facemetrics.pipeline.streaming import score_in_memory
 
     with cache_disabled(not opts.cache), pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
         return score_in_memory(ctx, real, fake, [s.name for s in specs], preset=opts.preset,
@@ -312,7 +91,7 @@ def _score_in_memory(real: Any, fake: Any, specs: list, opts: ScoreOptions) -> d
 
 def _score(ctx, real: str, fake: str, specs: list, opts: ScoreOptions) -> dict[str, Any]:
     """plan → run → compute → record, with every Python warning raised on the way kept in the record."""
-    from facemetrics import planner
+    from facemetrics.pipeline import planner
     from facemetrics.record import build_record
 
     with _warnings.catch_warnings(record=True) as caught:
@@ -334,18 +113,18 @@ def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs:
     contiguous blocks of the sorted file list only, for batch systems; the
     statistics' ``meta["shard"]`` then records the block (index, count, total
     files, the block's file names and sha256s) so that
-    :func:`facemetrics.shards.merge_shards` can check and combine the blocks into
+    :func:`facemetrics.pipeline.shards.merge_shards` can check and combine the blocks into
     exactly the single-pass statistics. Under torchrun the ranks share the work
     (of the whole folder or of the shard); ``features=False`` skips gathering the
     per-image features there (they are only needed for ``--features``).
     """
-    from facemetrics.cacheio import cache_disabled
-    from facemetrics.distributed import names_digest, session, shard_names
-    from facemetrics.images import pixel_limit, scan
-    from facemetrics.resize import check_preset
-    from facemetrics.side import extract_side
+    from facemetrics.storage.cacheio import cache_disabled
+    from facemetrics.pipeline.distributed import names_digest, session, shard_names
+    from facemetrics.imaging.images import pixel_limit, scan
+    from facemetrics.imaging.resize import check_preset
+    from facemetrics.pipeline.side import extract_side
 
-    from facemetrics import options as O
+    import facemetrics.options as O
 
     o = O.build(StatsOptions, options, kwargs)
     shard, features = o.shard, o.features

@@ -21,7 +21,7 @@ def make_degraded(out: Path, blur_radius: float = 2.0, jpeg_quality: int = 15) -
     """Write the degraded copies and the pairs manifest; returns (folder, manifest)."""
     from PIL import Image, ImageFilter
 
-    from facemetrics.atomic import atomic_open, atomic_write_text
+    from facemetrics.storage.atomic import atomic_open, atomic_write_text
 
     folder = out / "degraded"
     folder.mkdir(parents=True, exist_ok=True)

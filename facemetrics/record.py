@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from facemetrics import __version__
+from facemetrics.version import __version__
 from facemetrics.result import MetricResult
 
 RECORD_SCHEMA = "facemetrics.record/1"
@@ -72,7 +72,7 @@ def write_record(record: dict[str, Any], path: str | Path, param: str | None = "
 
     A failed write raises :class:`~facemetrics.errors.OutputWriteError` naming ``path``.
     """
-    from facemetrics.atomic import atomic_write_text, output_file
+    from facemetrics.storage.atomic import atomic_write_text, output_file
 
     with output_file(path, "the JSON record", param):
         atomic_write_text(path, dumps(record))

@@ -78,7 +78,7 @@ class FeatureStats:
 
         ``features`` (optional) are stored too, so KID can use the file as REAL.
         """
-        from facemetrics.atomic import atomic_save_npz
+        from facemetrics.storage.atomic import atomic_save_npz
 
         arrays = dict(schema=np.array(STATS_SCHEMA), n=np.array(self.n), sum=self.sum,
                       sum_outer=self.sum_outer, meta=np.array(json.dumps(self.meta, sort_keys=True)))

@@ -101,7 +101,7 @@ def train(config_path, data_root, out, resume_dir, overrides, device, seed, step
         from models.train import train as run_train
 
         res = run_train(cfg, out, progress=not quiet, stop_at=stop_at)
-    from facemetrics.distributed import is_main_process
+    from facemetrics.pipeline.distributed import is_main_process
 
     if is_main_process():  # under torchrun every rank returns the same result; rank 0 reports it
         click.echo(json.dumps(res))

@@ -65,7 +65,7 @@ def save_grid(images: np.ndarray, path: Path, pad: int = 2) -> None:
     """Tile (N, H, W, 3) uint8 images row-major in a ⌈√N⌉-wide grid; atomic PNG write."""
     from PIL import Image
 
-    from facemetrics.atomic import atomic_open
+    from facemetrics.storage.atomic import atomic_open
 
     n, h, w, _ = images.shape
     cols = max(1, math.ceil(math.sqrt(n)))
@@ -116,7 +116,7 @@ def check_rprec_pool(rows: Sequence[tuple[Any, Any]], negatives: int, folds: int
 def write_images(images: np.ndarray, names: Sequence[str], folder: Path) -> None:
     from PIL import Image
 
-    from facemetrics.atomic import atomic_open
+    from facemetrics.storage.atomic import atomic_open
 
     folder.mkdir(parents=True, exist_ok=True)
     for a, name in zip(images, names):
@@ -127,7 +127,7 @@ def write_images(images: np.ndarray, names: Sequence[str], folder: Path) -> None
 def fid_of_images(real: Path, images: np.ndarray, device: str, batch_size: int = 32) -> dict[str, Any]:
     """FID (clean preset) of (N, H, W, 3) uint8 ``images`` against the folder ``real``, in memory
     (:class:`facemetrics.Metrics`; REAL's features come from the feature cache after the first time)."""
-    from facemetrics.streaming import Metrics
+    from facemetrics.pipeline.streaming import Metrics
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from facemetrics.atomic import atomic_write_text
+from facemetrics.storage.atomic import atomic_write_text
 from facemetrics.errors import FacemetricsError
 
 

@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facemetrics.errors import FacemetricsError
-from facemetrics.torchfile import load_torchscript
+from facemetrics.storage.torchfile import load_torchscript
 
 
 class CNNEncoder(nn.Module):

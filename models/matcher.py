@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
-from facemetrics.weights import sha256_file
+from facemetrics.nets.weights import sha256_file
 
 
 class Matcher:

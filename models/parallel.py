@@ -28,7 +28,7 @@ same computation as one process on the whole batch, up to floating-point summati
 * **Files**: rank 0 writes checkpoints, logs, grids and evaluations (under
   ``fork_rng``, so they do not move the shared RNG); the others wait at a barrier.
 
-The process group comes from :func:`facemetrics.distributed.session` (gloo on the CPU,
+The process group comes from :func:`facemetrics.pipeline.distributed.session` (gloo on the CPU,
 NCCL on CUDA with device ``cuda:LOCAL_RANK``).
 """
 from __future__ import annotations
@@ -39,13 +39,13 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
-from facemetrics.distributed import DistContext
+from facemetrics.pipeline.distributed import DistContext
 from facemetrics.errors import FacemetricsError
 
 
 @dataclass(frozen=True)
 class Parallel(DistContext):
-    """The process's :class:`~facemetrics.distributed.DistContext` (rank, world, barrier,
+    """The process's :class:`~facemetrics.pipeline.distributed.DistContext` (rank, world, barrier,
     check_same, ...) plus the tensor collectives of data-parallel training, which run on the
     default process group (gloo on the CPU, NCCL on CUDA)."""
 

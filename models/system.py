@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from facemetrics.errors import FacemetricsError
-from facemetrics.torchfile import load_torch
+from facemetrics.storage.torchfile import load_torch
 from models import config as C
 from models.data import ClipCoder, WordCoder, coder_from_state, stage_sizes
 

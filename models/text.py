@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facemetrics.errors import FacemetricsError
-from facemetrics.torchfile import load_torch_dict
+from facemetrics.storage.torchfile import load_torch_dict
 
 
 class LSTMEncoder(nn.Module):

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from facemetrics.atomic import atomic_write_text
+from facemetrics.storage.atomic import atomic_write_text
 from facemetrics.errors import FacemetricsError
-from facemetrics.torchfile import save_torch
+from facemetrics.storage.torchfile import save_torch
 from models import config as C
 from models.data import load_records, make_loader, split_records
 from models.losses import clip_match_loss, d_loss, damsm_loss, g_adv_loss, kl_loss
@@ -470,7 +470,7 @@ class Trainer:
 
     def run_eval(self, gan_step: int) -> dict | None:
         """Held-out evaluation by rank 0 alone (its own RNG fork, no process group); the other ranks wait."""
-        from facemetrics.distributed import local_only
+        from facemetrics.pipeline.distributed import local_only
         from models.evaluate import evaluate
 
         res = None
@@ -606,7 +606,7 @@ class Trainer:
 def parallel_session(device: str):
     """The torchrun process group (gloo on the CPU, NCCL on CUDA) as a :class:`Parallel`;
     one process without torchrun's variables."""
-    from facemetrics.distributed import session
+    from facemetrics.pipeline.distributed import session
 
     kind = resolve_device(device).type
     with session("cuda" if kind == "cuda" else kind) as ctx:

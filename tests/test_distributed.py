@@ -22,10 +22,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import REPO, lfw_first_images, link_folder
-from facemetrics.cli import cli
-from facemetrics.distributed import shard_bounds, shard_names
+from facemetrics.cli.main import cli
+from facemetrics.pipeline.distributed import shard_bounds, shard_names
 from facemetrics.errors import FacemetricsError
-from facemetrics.shards import merge_shards, parse_shard
+from facemetrics.pipeline.shards import merge_shards, parse_shard
 from facemetrics.stats import FeatureStats
 
 import dist_worker  # noqa: F401  (registers the "toy" extractor in this process too)
@@ -338,8 +338,8 @@ def test_process_workers_equal_thread_workers(faces):
     """Decoding in worker processes gives the same preprocessed arrays as threads."""
     from facemetrics.extractors.base import FeatureExtractor
     from facemetrics.extractors.inception import InceptionExtractor
-    from facemetrics.features import extract
-    from facemetrics.images import scan
+    from facemetrics.pipeline.features import extract
+    from facemetrics.imaging.images import scan
 
     class Resized(FeatureExtractor):
         name = "resized"
@@ -368,10 +368,10 @@ def test_process_workers_equal_thread_workers(faces):
 def test_one_pass_feeds_inception_and_face_embedder(data_dir, tmp_path, monkeypatch):
     """score(fid, fsd, fss) decodes FAKE once for Inception and dlib together, and REAL once when its
     images are the pairs' real images; values equal score_face alone."""
-    import facemetrics.images as images
+    import facemetrics.imaging.images as images
     from facemetrics.api import score
-    from facemetrics.captions import load_pairs
-    from facemetrics.face_scoring import score_face
+    from facemetrics.pairing.captions import load_pairs
+    from facemetrics.pairing.face_scoring import score_face
 
     root = data_dir / "lfw" / "deepfunneled"
     people = [p for p in sorted(x.name for x in root.iterdir()) if (root / p / f"{p}_0002.jpg").is_file()][40:44]
@@ -436,11 +436,11 @@ def test_one_pass_feeds_the_clip_matcher_too(data_dir, tmp_path, monkeypatch):
     """score(rprec, clipscore) reads FAKE once through the CLIP image tower (a tiny random CLIP
     on 110 Face2Text images); R-precision and CLIP score equal score_text reading FAKE itself;
     with fid + fsd as well, FAKE is still decoded once for Inception, dlib and CLIP."""
-    import facemetrics.images as images
+    import facemetrics.imaging.images as images
     from conftest_text import TINY_ARCH, save_tiny_weights
     from facemetrics.api import score
-    from facemetrics.captions import load_pairs
-    from facemetrics.text_scoring import score_text
+    from facemetrics.pairing.captions import load_pairs
+    from facemetrics.pairing.text_scoring import score_text
 
     real, fake, pairs = _face2text_fake(data_dir, tmp_path, 110)
     spec = f"clip:{TINY_ARCH}:{save_tiny_weights(tmp_path / 'tiny.pt', seed=0)}"

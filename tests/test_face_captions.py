@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemetrics.captions import (
+from facemetrics.pairing.captions import (
     PairRecord,
     load_pairs,
     pairs_from_stems,
@@ -215,7 +215,7 @@ def test_score_fsd_on_symlinked_folders(linked, tmp_path):
     """End to end: roots given through links, manifest naming the symlinked files by absolute path."""
     from click.testing import CliRunner
 
-    from facemetrics.cli import cli
+    from facemetrics.cli.main import cli
 
     fake, real, fake_link, real_link, names = linked
     m = _jsonl(tmp_path / "p.jsonl", [{"fake": str(fake_link / n), "real": str(real_link / n)} for n in names])

@@ -17,7 +17,7 @@ from PIL import Image
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors import build_extractor
 from facemetrics.extractors import face_dlib as fd
-from facemetrics.images import ImageSource, load_rgb
+from facemetrics.imaging.images import ImageSource, load_rgb
 
 
 def _lfw(person, number=1):

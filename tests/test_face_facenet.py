@@ -109,8 +109,8 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
 
 
 def test_extractor_loads_file_and_embeds(random_weights, net, state):
-    from facemetrics.images import ImageSource, load_rgb
-    from facemetrics.weights import sha256_file
+    from facemetrics.imaging.images import ImageSource, load_rgb
+    from facemetrics.nets.weights import sha256_file
 
     ex = build_extractor("facenet", weights=str(random_weights))
     assert ex.fingerprint()["weights_sha256"] == sha256_file(random_weights)
@@ -152,7 +152,7 @@ def test_real_vggface2_weights_separate_people():
     except WeightsNotFoundError as e:
         pytest.skip(f"VGGFace2 FaceNet weights not available here: {e}")
     from facemetrics.datasets import load_lfw_pairs
-    from facemetrics.images import ImageSource, load_rgb
+    from facemetrics.imaging.images import ImageSource, load_rgb
     from facemetrics.metrics.face import pair_distances
 
     pairs = load_lfw_pairs(need(LFW / "pairs.txt"), folds=[0])[250:350]  # 50 same, 50 different

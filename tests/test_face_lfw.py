@@ -14,7 +14,7 @@ import pytest
 from face_helpers import LFW, LFW_IMAGES, lfw_name, need
 
 from facemetrics.datasets import load_lfw_pairs
-from facemetrics.images import ImageSource
+from facemetrics.imaging.images import ImageSource
 from facemetrics.metrics.face import face_similarity
 
 FOLDS = [0, 1]
@@ -23,7 +23,7 @@ FOLDS = [0, 1]
 @pytest.fixture(scope="module")
 def lfw(tmp_path_factory):
     from facemetrics.extractors import build_extractor
-    from facemetrics.features import extract
+    from facemetrics.pipeline.features import extract
 
     pairs = load_lfw_pairs(need(LFW / "pairs.txt"), folds=FOLDS)
     left = [lfw_name(p.left_name, p.left_number) for p in pairs]

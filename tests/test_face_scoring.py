@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from face_helpers import FACE2TEXT, LFW_IMAGES, lfw_name, need
 
-from facemetrics.captions import PairRecord, load_pairs, pairs_from_stems, write_pairs
+from facemetrics.pairing.captions import PairRecord, load_pairs, pairs_from_stems, write_pairs
 from facemetrics.errors import FacemetricsError
-from facemetrics.face_scoring import score_face
-from facemetrics.images import ImageSource, scan
+from facemetrics.pairing.face_scoring import score_face
+from facemetrics.imaging.images import ImageSource, scan
 from facemetrics.metrics.face import pair_distances
 
 N_PEOPLE = 16
@@ -83,7 +83,7 @@ def test_folder_against_itself(cache_dir):
 def test_values_match_direct_embedding(cache_dir):
     """FSD/FSS equal the distances of embeddings computed directly with the extractor."""
     from facemetrics.extractors import build_extractor
-    from facemetrics.images import load_rgb
+    from facemetrics.imaging.images import load_rgb
 
     fakes = [lfw_name("Aaron_Peirsol", 2), lfw_name("Abdullah_Gul", 2), lfw_name("Zico", 2)]
     reals = [lfw_name("Aaron_Peirsol", 1), lfw_name("Abdullah_Gul", 1), lfw_name("Aaron_Peirsol", 1)]
@@ -106,7 +106,7 @@ def test_values_match_direct_embedding(cache_dir):
 
 
 def test_embeddings_are_cached(tmp_path, monkeypatch):
-    from facemetrics import features
+    from facemetrics.pipeline import features
 
     root = need(LFW_IMAGES).resolve()
     names = (lfw_name("Zico", 1), lfw_name("Zico", 2))
@@ -198,7 +198,7 @@ def test_facenet_through_score_face(mixed_fake, tmp_path):
     import torch
     from facenet_random import random_state_dict, read_key_table
 
-    from facemetrics.weights import sha256_file
+    from facemetrics.nets.weights import sha256_file
 
     fake, reals = mixed_fake
     w = tmp_path / "fn.pt"

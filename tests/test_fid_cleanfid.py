@@ -23,8 +23,8 @@ def test_fid_clean_matches_cleanfid_on_lfw(lfw_200_pair, cleanfid_inception):
     assert ours == pytest.approx(ref, rel=1e-4), (ours, ref)
     # With m = n every KID subset is the whole set, so no randomness: compare to clean-fid's estimator.
     from facemetrics.extractors.inception import InceptionExtractor
-    from facemetrics.features import extract
-    from facemetrics.images import scan
+    from facemetrics.pipeline.features import extract
+    from facemetrics.imaging.images import scan
 
     ex = InceptionExtractor()
     fa = extract(scan(a), [ex], progress=False).outputs["inception"]["pool"]

@@ -66,9 +66,9 @@ def _link(dest: Path, files: list[Path]) -> Path:
 
 def test_pool_features_equal_torchscript(lfw):
     """The nn.Module copy gives the TorchScript network's pool3 features (|Δ| ≤ 1e-5, absolute)."""
-    from facemetrics.face_inception import Preprocess, build_model
-    from facemetrics.images import decode_rgb
-    from facemetrics.inception_net import default_fid_weights, load_fid_state, normalize, scripted_layers_state
+    from facemetrics.nets.face_inception import Preprocess, build_model
+    from facemetrics.imaging.images import decode_rgb
+    from facemetrics.nets.inception import default_fid_weights, load_fid_state, normalize, scripted_layers_state
 
     path = default_fid_weights()
     with warnings.catch_warnings():
@@ -91,7 +91,7 @@ def test_pool_features_equal_torchscript(lfw):
 
 
 def test_reduced_size_freeze_and_global_pool():
-    from facemetrics.inception_net import BLOCKS, InceptionFID
+    from facemetrics.nets.inception import BLOCKS, InceptionFID
 
     torch.manual_seed(0)
     net = InceptionFID().eval()
@@ -137,13 +137,13 @@ def test_reduced_size_freeze_and_global_pool():
     ("Old film star look, wearing sunglasses and a suit.", {"glasses": {"yes"}}),
 ])
 def test_caption_votes(caption, expected):
-    from facemetrics.finetune_labels import caption_votes
+    from facemetrics.finetune.labels import caption_votes
 
     assert caption_votes(caption) == expected
 
 
 def test_attribute_majority_and_encoding():
-    from facemetrics.finetune_labels import FACE2TEXT_GROUPS, attributes_from_captions, encode_attributes
+    from facemetrics.finetune.labels import FACE2TEXT_GROUPS, attributes_from_captions, encode_attributes
 
     a = attributes_from_captions([
         "A smiling man with black hair.", "He is smiling, dark hair.", "A serious man with brown hair."])
@@ -161,7 +161,7 @@ def test_attribute_majority_and_encoding():
 
 def test_face2text_label_counts_on_real_data(ft_data):
     """Counts of the keyword rules over Face2Text v0.1 (400 LFW images); pinned to catch rule drift."""
-    from facemetrics.finetune_labels import attribute_counts, load_labels
+    from facemetrics.finetune.labels import attribute_counts, load_labels
 
     ls = load_labels(ft_data / LFW_SUB, f"face2text-attributes:{ft_data / 'face2text/v0.1/clean.json'}", 5)
     assert len(ls) == 400 and ls.kind == "multi" and len(ls.classes) == 12
@@ -180,7 +180,7 @@ def test_face2text_label_counts_on_real_data(ft_data):
 # =========================================================================== label sources: errors
 
 def test_folders_and_csv_sources(tmp_path, lfw):
-    from facemetrics.finetune_labels import load_labels
+    from facemetrics.finetune.labels import load_labels
 
     people = ["Aaron_Peirsol", "Abdullah_Gul", "Abdullah_al-Attiyah"]  # 4, 19, 3 images in LFW
     root = tmp_path / "ids"
@@ -225,8 +225,8 @@ def test_folders_and_csv_sources(tmp_path, lfw):
 
 
 def test_split_is_stratified_seeded_and_disjoint():
-    from facemetrics.finetune import split
-    from facemetrics.finetune_labels import LabelSet
+    from facemetrics.finetune.train import split
+    from facemetrics.finetune.labels import LabelSet
 
     ls = LabelSet("single", ["a", "b", "c"], [f"{i}.jpg" for i in range(23)], [0] * 10 + [1] * 10 + [2] * 3)
     tr, va = split(ls, 0.2, seed=1)
@@ -240,7 +240,7 @@ def test_split_is_stratified_seeded_and_disjoint():
 
 
 def test_multilabel_accuracy_report_by_hand():
-    from facemetrics.finetune import accuracy_report
+    from facemetrics.finetune.train import accuracy_report
 
     head = {"kind": "multi", "classes": ["male", "h_black", "h_brown", "h_grey"],
             "groups": [{"name": "gender", "kind": "binary", "outputs": ["male"]},
@@ -274,7 +274,7 @@ def trained(lfw, tmp_path_factory):
     """One short CPU fine-tuning through the CLI, shared by the tests below."""
     from click.testing import CliRunner
 
-    from facemetrics.finetune_cli import finetune_inception
+    from facemetrics.cli.finetune import finetune_inception
 
     out = tmp_path_factory.mktemp("ft") / "face-inception.pt"
     res = CliRunner().invoke(finetune_inception, ["--data", str(lfw), "--out", str(out), *TRAIN_ARGS])
@@ -291,22 +291,22 @@ def test_validation_accuracy_well_above_chance(trained):
 
 
 def test_checkpoint_metadata(trained, lfw):
-    from facemetrics.face_inception import sha256_file
-    from facemetrics.inception_net import default_fid_weights
+    from facemetrics.nets.face_inception import sha256_file
+    from facemetrics.nets.inception import default_fid_weights
 
     ck = torch.load(trained, map_location="cpu", weights_only=True)
     assert ck["format"] == "facemetrics.face-inception/1" and ck["complete"] and ck["epoch"] == 3
     assert ck["head"]["kind"] == "single" and len(ck["head"]["classes"]) == 20
     assert {"George_W_Bush", "Colin_Powell", "Tony_Blair", "Serena_Williams"} <= set(ck["head"]["classes"])
     assert ck["preprocess"] == {"preset": "clean", "image_size": 128, "input": "(x-128)/128",
-                                "shift": 128.0, "scale": 128.0, "resizer": "facemetrics.resize:clean"}
+                                "shift": 128.0, "scale": 128.0, "resizer": "facemetrics.imaging.resize:clean"}
     assert ck["base_weights"]["sha256"] == sha256_file(default_fid_weights())
     assert len(ck["data"]["content_sha256"]) == 64 and ck["data"]["n_images"] == 200
     assert (ck["data"]["n_train"], ck["data"]["n_val"]) == (160, 40)
     assert [h["epoch"] for h in ck["history"]] == [1, 2, 3]
     assert ck["config"]["seed"] == 0 and ck["frozen_blocks"][-1] == "mixed_9"
     # frozen blocks kept the pretrained weights, trained blocks moved
-    from facemetrics.inception_net import scripted_layers_state
+    from facemetrics.nets.inception import scripted_layers_state
 
     base = scripted_layers_state(default_fid_weights())
     assert torch.equal(ck["model"]["backbone.mixed_9.conv.weight"], base["mixed_9.conv.weight"])
@@ -320,7 +320,7 @@ def test_checkpoint_metadata(trained, lfw):
 
 def test_extractor_fingerprint_probabilities_and_registry(trained, tmp_path):
     from facemetrics.extractors import build_extractor
-    from facemetrics.face_inception import sha256_file
+    from facemetrics.nets.face_inception import sha256_file
 
     ex = build_extractor("finetuned", checkpoint=str(trained))
     fp = ex.fingerprint()
@@ -350,9 +350,9 @@ def test_fid_kid_is_with_finetuned_extractor(trained, ft_data, lfw, tmp_path):
     """
     from facemetrics.api import score
     from facemetrics.extractors import build_extractor
-    from facemetrics.face_inception import sha256_file
-    from facemetrics.features import extract
-    from facemetrics.images import scan
+    from facemetrics.nets.face_inception import sha256_file
+    from facemetrics.pipeline.features import extract
+    from facemetrics.imaging.images import scan
     from facemetrics.metrics.fid import frechet_distance
     from facemetrics.metrics.inception_score import inception_score_from_probs
 
@@ -388,7 +388,7 @@ def test_fid_kid_is_with_finetuned_extractor(trained, ft_data, lfw, tmp_path):
     # the CLI: facemetrics score A B --extractor face-inception.pt --metrics is (features from the cache)
     from click.testing import CliRunner
 
-    from facemetrics.cli import cli
+    from facemetrics.cli.main import cli
 
     r = CliRunner().invoke(cli, ["score", str(a), str(b), "--extractor", str(trained), "--metrics", "is",
                                  "--is-splits", "5", "--json", "-", "-q", "--workers", "1"])
@@ -406,8 +406,8 @@ SMALL = ["--labels", "folders", "--min-per-class", "20", "--max-classes", "3", "
 def test_resume_is_bit_for_bit(lfw, tmp_path):
     from click.testing import CliRunner
 
-    from facemetrics.finetune import FinetuneConfig, finetune
-    from facemetrics.finetune_cli import finetune_inception
+    from facemetrics.finetune.train import FinetuneConfig, finetune
+    from facemetrics.cli.finetune import finetune_inception
 
     run = CliRunner()
     straight = finetune(FinetuneConfig(data=str(lfw), out=str(tmp_path / "a.pt"), labels="folders", min_per_class=20,
@@ -444,7 +444,7 @@ def test_resume_is_bit_for_bit(lfw, tmp_path):
 
 def test_multilabel_run_and_is_refused(lfw, tmp_path):
     from facemetrics.extractors import build_extractor
-    from facemetrics.finetune import FinetuneConfig, finetune
+    from facemetrics.finetune.train import FinetuneConfig, finetune
 
     people = ["Aaron_Peirsol", "Abdullah_Gul"]
     imgs = [f"{p}/{p}_{i:04d}.jpg" for p in people for i in range(1, 5)]
@@ -504,7 +504,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path, trained):
 def test_cli_bad_input_exit_code(lfw, tmp_path):
     from click.testing import CliRunner
 
-    from facemetrics.finetune_cli import finetune_inception
+    from facemetrics.cli.finetune import finetune_inception
 
     run = CliRunner()
     r = run.invoke(finetune_inception, ["--data", str(lfw), "--out", str(tmp_path / "x.pt"), "--min-per-class", "600",

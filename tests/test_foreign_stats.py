@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from facemetrics.cli import cli
+from facemetrics.cli.main import cli
 
 
 def run(*args):

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from conftest import REPO, data_root, lfw_first_images, link_folder
 from PIL import Image
 
-from facemetrics.cli import cli
+from facemetrics.cli.main import cli
 
 ENV = "FACEMETRICS_MAX_IMAGE_PIXELS"
 
@@ -81,7 +81,7 @@ def _expected_names(root: Path) -> list[str]:
 SCAN_CHILD = """
 import json, resource, sys, warnings
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a regression fails here, not in the machine
-from facemetrics.images import scan
+from facemetrics.imaging.images import scan
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     src = scan(sys.argv[1], "FAKE")
@@ -105,7 +105,7 @@ def test_scan_follows_links_but_lists_each_folder_once(looped):
 
 def test_scan_keeps_a_folder_at_its_real_place(tmp_path):
     """Of two paths to one folder the real one wins over a link, whatever their sorted order."""
-    from facemetrics.images import scan
+    from facemetrics.imaging.images import scan
 
     root = tmp_path / "r"
     (root / "z" / "deep").mkdir(parents=True)
@@ -131,7 +131,7 @@ def test_score_on_a_folder_with_link_loops(looped, lfw_small, tmp_path):
 # --------------------------------------------------------------------------- oversized images
 
 def test_decode_refuses_oversized_images_from_the_header():
-    from facemetrics.images import DECODE_ERRORS, ImageTooLargeError, decode_rgb
+    from facemetrics.imaging.images import DECODE_ERRORS, ImageTooLargeError, decode_rgb
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # PIL's DecompressionBombWarning (1×–2× its limit) must not leak

@@ -16,8 +16,8 @@ import torch
 from conftest import lfw_first_images, link_folder
 from facemetrics.api import score
 from facemetrics.extractors.inception import InceptionExtractor
-from facemetrics.features import extract
-from facemetrics.images import scan
+from facemetrics.pipeline.features import extract
+from facemetrics.imaging.images import scan
 from facemetrics.metrics.inception_score import inception_score
 
 
@@ -33,7 +33,7 @@ class _WithHead(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def stock_like_weights(tmp_path_factory):
-    from facemetrics.torchfile import load_torchscript
+    from facemetrics.storage.torchfile import load_torchscript
 
     from reference_tools import packaged_fid_layers
 

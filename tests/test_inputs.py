@@ -1,4 +1,4 @@
-"""In-memory inputs of ``score``: arrays, tensors, lists, generators (facemetrics.inputs).
+"""In-memory inputs of ``score``: arrays, tensors, lists, generators (facemetrics.imaging.inputs).
 
 The Inception test scores the same 12 LFW faces as a folder, a numpy N×H×W×3
 array, a torch N×3×H×W tensor, a list of PIL images and a generator; the others
@@ -17,8 +17,8 @@ import dist_worker  # noqa: F401  (registers the "toy" extractor)
 import facemetrics
 from facemetrics.api import compute_stats, score
 from facemetrics.errors import FacemetricsError
-from facemetrics.images import decode_rgb
-from facemetrics.inputs import as_images, batch_layout, pixel_digest, pixels_key
+from facemetrics.imaging.images import decode_rgb
+from facemetrics.imaging.inputs import as_images, batch_layout, pixel_digest, pixels_key
 
 REL = 1e-6
 TOY = dict(extractor="toy", metrics="fid,kid,is", kid_subset_size=6, kid_subsets=20, is_splits=2, seed=3,

@@ -200,7 +200,7 @@ def test_captions_over_the_limit(tmp_path, lstm_run):
 def test_generate_then_facemetrics_score_end_to_end(tmp_path, lstm_run, monkeypatch):
     """generate → `facemetrics score REAL FAKE --pairs` works without extra flags, and the FID that
     training's periodic evaluation computes for the same images is the same number."""
-    from facemetrics.cli import cli as fm_cli
+    from facemetrics.cli.main import cli as fm_cli
     from models.__main__ import cli
     from models.evaluate import evaluate
     from models.system import load_checkpoint, system_from_checkpoint

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest_text import DATA, pair
-from facemetrics.cli import cli
+from facemetrics.cli.main import cli
 from facemetrics.errors import FacemetricsError
-from facemetrics.images import scan
-from facemetrics.plots import GridItem, grid_from_pairs, plot_curves, read_training_log, sample_grid
+from facemetrics.imaging.images import scan
+from facemetrics.report.plots import GridItem, grid_from_pairs, plot_curves, read_training_log, sample_grid
 
 LFW = DATA / "lfw" / "deepfunneled"
 C0 = np.array([31, 119, 180])  # matplotlib's first line colour

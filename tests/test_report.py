@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from facemetrics.cli import cli
+from facemetrics.cli.main import cli
 from facemetrics.errors import FacemetricsError
-from facemetrics.report import LoadedRecord, build_table, load_records, to_csv, to_html, to_markdown
+from facemetrics.report.tables import LoadedRecord, build_table, load_records, to_csv, to_html, to_markdown
 
 DATA = Path(__file__).resolve().parent / "data"
 RECORDS = sorted((DATA / "records").glob("*.json"))  # celeba, oracle, same-person: made by make_records.py
@@ -179,7 +179,7 @@ def test_labels_from_paths_and_duplicates(tmp_path):
 
 
 def test_html_has_table_protocol_and_figures():
-    from facemetrics.plots import png_bytes, sample_grid, GridItem
+    from facemetrics.report.plots import png_bytes, sample_grid, GridItem
     import numpy as np
 
     png = png_bytes(sample_grid([GridItem(np.zeros((8, 8, 3), np.uint8), None, "a caption")]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facemetrics.resize import get_resizer
+from facemetrics.imaging.resize import get_resizer
 
 
 def tf1_bilinear_reference(img: np.ndarray, out: int) -> np.ndarray:

@@ -30,8 +30,8 @@ def test_batch_size_and_sharding_do_not_change_statistics():
 
 def test_network_batch_size_1_vs_64_on_real_faces(lfw_small):
     from facemetrics.extractors.inception import InceptionExtractor
-    from facemetrics.features import extract
-    from facemetrics.images import scan
+    from facemetrics.pipeline.features import extract
+    from facemetrics.imaging.images import scan
 
     ex = InceptionExtractor()
     src = scan(lfw_small[0])

@@ -18,8 +18,8 @@ import facemetrics
 from conftest import REPO
 from facemetrics.api import score
 from facemetrics.errors import FacemetricsError
-from facemetrics.images import decode_rgb
-from facemetrics.inputs import pixel_digest, pixels_key
+from facemetrics.imaging.images import decode_rgb
+from facemetrics.imaging.inputs import pixel_digest, pixels_key
 
 REL = 1e-6
 OPTS = dict(extractor="toy", kid_subset_size=6, kid_subsets=20, is_splits=2, seed=3)

@@ -16,9 +16,9 @@ import torch
 from conftest import lfw_first_images
 from PIL import Image
 
-from facemetrics import torch_input as ti
-from facemetrics.images import decode_rgb
-from facemetrics.resize import resize_clean
+from facemetrics.imaging import torch_input as ti
+from facemetrics.imaging.images import decode_rgb
+from facemetrics.imaging.resize import resize_clean
 
 #: the tolerance the brief asks for (absolute, in [0, 255] units)
 RESIZE_ATOL = 1e-4
@@ -235,7 +235,7 @@ def test_other_files_decode_as_pil(lfw_blobs):
 
 
 def test_broken_files_fail_as_in_pil_path(lfw_blobs):
-    from facemetrics.features import _decode_and_prep
+    from facemetrics.pipeline.features import _decode_and_prep
 
     class _Src:
         def __init__(self, data: bytes) -> None:

@@ -1,4 +1,4 @@
-"""facemetrics.torchfile: any unreadable file is a clear usage error, never a traceback."""
+"""facemetrics.storage.torchfile: any unreadable file is a clear usage error, never a traceback."""
 from __future__ import annotations
 
 import collections
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facemetrics.errors import FacemetricsError
-from facemetrics.torchfile import load_torch, load_torch_dict, load_torchscript, save_torch
+from facemetrics.storage.torchfile import load_torch, load_torch_dict, load_torchscript, save_torch
 
 N_GARBAGE = 400  # seeds 0..399 of 4 KiB random bytes
 
@@ -122,7 +122,7 @@ def test_load_torch_has_no_opt_out():
 
 
 def test_save_torch_refuses_what_weights_only_cannot_read(tmp_path):
-    from facemetrics.torchfile import check_plain
+    from facemetrics.storage.torchfile import check_plain
 
     check_plain({"a": [torch.ones(2), (1, 2.5, None, "x", True)], "s": torch.Size([2]), "d": torch.float32})
     for bad, where in [({"v": torch.__version__}, r"\['v'\] is a torch\.torch_version\.TorchVersion"),

@@ -236,7 +236,7 @@ def test_models_train_checkpoint_loads_with_weights_only(tmp_path):
 
 
 def test_finetune_checkpoint_and_train_state_load_with_weights_only(inputs, tmp_path, monkeypatch):
-    from facemetrics.finetune import FinetuneConfig, finetune
+    from facemetrics.finetune.train import FinetuneConfig, finetune
 
     monkeypatch.setenv("FACEMETRICS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("FACEMETRICS_OFFLINE", "1")

@@ -20,7 +20,7 @@ Preprocessing (runs per image, possibly in worker processes):
   ``(H - s) // 2`` and column ``(W - s) // 2``, resized to 150×150 with PIL
   bicubic on the uint8 image. ``detected = False``.
   ``always`` does not change the chip: the caller turns any ``detected = False``
-  into an error naming the file (see :mod:`facemetrics.face_scoring`), so
+  into an error naming the file (see :mod:`facemetrics.pairing.face_scoring`), so
   ``auto`` and ``always`` share cached embeddings.
 
 Forward: ``face_recognition_model_v1.compute_face_descriptor(list_of_chips)``
@@ -215,7 +215,7 @@ class DlibFaceExtractor(FeatureExtractor):
 
     def _file_sha(self, fname: str) -> str:
         if fname not in self._sha:
-            from facemetrics.weights import sha256_file
+            from facemetrics.nets.weights import sha256_file
 
             self._sha[fname] = sha256_file(self.models / fname)
         return self._sha[fname]

@@ -24,7 +24,7 @@ centred square crop resized to 160×160 (bicubic). Network input
 Output ``"embedding"``: (N, 512) float32, unit L2 norm.
 
 Weights are resolved when first used: explicit path > ``$FACEMETRICS_FACENET`` >
-``<user cache>/20180402-114759-vggface2.pt`` (:func:`facemetrics.weights.cache_dir`) >
+``<user cache>/20180402-114759-vggface2.pt`` (:func:`facemetrics.nets.weights.cache_dir`) >
 ``$TORCH_HOME/checkpoints/20180402-114759-vggface2.pt`` (facenet-pytorch's own cache).
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ import numpy as np
 
 from facemetrics.errors import FacemetricsError, WeightsNotFoundError
 from facemetrics.extractors.base import FeatureExtractor
-from facemetrics.weights import WeightsSpec, sha256_file
-from facemetrics.weights import resolve_weights as _resolve
+from facemetrics.nets.weights import WeightsSpec, sha256_file
+from facemetrics.nets.weights import resolve_weights as _resolve
 
 WEIGHTS_NAME = "20180402-114759-vggface2.pt"
 WEIGHTS_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
@@ -231,7 +231,7 @@ def _torch_home() -> Path:
 def resolve_weights(explicit: str | os.PathLike | None = None) -> Path:
     """The FaceNet VGGFace2 checkpoint.
 
-    :func:`facemetrics.weights.resolve_weights` order (explicit path > ``$FACEMETRICS_FACENET``
+    :func:`facemetrics.nets.weights.resolve_weights` order (explicit path > ``$FACEMETRICS_FACENET``
     > user cache dir; no download: the file's sha256 is not pinned here), then
     facenet-pytorch's own cache ``$TORCH_HOME/checkpoints/20180402-114759-vggface2.pt``.
     Raises :class:`WeightsNotFoundError` listing every place tried and how to fix it.
@@ -314,7 +314,7 @@ class FacenetExtractor(FeatureExtractor):
     def load(self, device: str = "cpu") -> None:
         if self._net is not None and device == self._device:
             return
-        from facemetrics.torchfile import load_torch_dict
+        from facemetrics.storage.torchfile import load_torch_dict
 
         path = self.weights_path
         state = load_torch_dict(path, "FaceNet weights", "--face-weights")

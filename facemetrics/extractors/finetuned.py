@@ -43,7 +43,7 @@ class FinetunedInceptionExtractor(FeatureExtractor):
         if not self.path.is_file():
             raise FacemetricsError(f"extractor checkpoint does not exist: {self.path}", "--extractor")
         if preset is not None:
-            from facemetrics.resize import check_preset
+            from facemetrics.imaging.resize import check_preset
 
             check_preset(preset)
         self.device = device
@@ -56,7 +56,7 @@ class FinetunedInceptionExtractor(FeatureExtractor):
     # ---------------------------------------------------------------- checkpoint (read on first use)
     def _checkpoint(self) -> dict:
         if self._meta is None:
-            from facemetrics.face_inception import load_checkpoint, sha256_file
+            from facemetrics.nets.face_inception import load_checkpoint, sha256_file
 
             ck = load_checkpoint(self.path, "--extractor")
             self._sha = sha256_file(self.path)
@@ -94,13 +94,13 @@ class FinetunedInceptionExtractor(FeatureExtractor):
 
     # ---------------------------------------------------------------- interface
     def preprocessor(self) -> Preprocessor:
-        from facemetrics.face_inception import Preprocess
+        from facemetrics.nets.face_inception import Preprocess
 
         return _KeyedPreprocess(Preprocess(self.preset, self.image_size))
 
     def fingerprint(self) -> dict[str, Any]:
-        from facemetrics.face_inception import normalisation
-        from facemetrics.inception_net import ARCH
+        from facemetrics.nets.face_inception import normalisation
+        from facemetrics.nets.inception import ARCH
 
         ck = self._checkpoint()
         shift, scale = normalisation(self.preset)
@@ -122,7 +122,7 @@ class FinetunedInceptionExtractor(FeatureExtractor):
     def load(self, device: str | None = None) -> None:
         import torch
 
-        from facemetrics.face_inception import build_model
+        from facemetrics.nets.face_inception import build_model
 
         if device is not None and device != self.device:
             self.device = device
@@ -139,8 +139,8 @@ class FinetunedInceptionExtractor(FeatureExtractor):
     def forward(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from facemetrics.face_inception import normalisation
-        from facemetrics.inception_net import normalize
+        from facemetrics.nets.face_inception import normalisation
+        from facemetrics.nets.inception import normalize
 
         self.load()
         shift, scale = normalisation(self.preset)

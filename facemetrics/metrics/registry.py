@@ -1,7 +1,7 @@
 """The metric registry: one :class:`MetricSpec` per metric, looked up by name.
 
 A spec says what a metric needs and how to compute it, so the scoring pipeline
-(:mod:`facemetrics.api`) never special-cases a metric:
+(:mod:`facemetrics.pipeline.planner`) never special-cases a metric:
 
 * ``needs``: which extractor role feeds it (``inception``, ``face``, ``matcher`` or a
   role of the spec's own, built by ``spec.extractor``), which output of that
@@ -74,8 +74,8 @@ class MetricInputs:
 
     ``stats[(side, role, output)]`` and ``rows[(side, role, output)]`` hold the
     ``stats``/``rows`` needs; ``paired[role]`` the pairing of a ``paired`` need
-    (:class:`facemetrics.face_scoring.FacePairs`,
-    :class:`facemetrics.text_scoring.TextPairs`); ``extractors[role]`` the extractor
+    (:class:`facemetrics.pairing.face_scoring.FacePairs`,
+    :class:`facemetrics.pairing.text_scoring.TextPairs`); ``extractors[role]`` the extractor
     that produced them; ``options`` the run's options (seed, subset sizes, ...).
     """
 

@@ -11,7 +11,7 @@ describes):
 * ``celeba``      CelebA images 000001-000100 (other people), scored without KID.
 
 FID/KID come from ``facemetrics.api.score`` (clean preset, packaged Inception
-layers); R-precision and CLIP score from ``facemetrics.text_scoring.score_text``
+layers); R-precision and CLIP score from ``facemetrics.pairing.text_scoring.score_text``
 with each image paired to the first Face2Text description of its person and a
 tiny open_clip model with seeded random weights (``fm-tiny-clip``, seed 0) as
 the matcher: real computations, but chance-level text numbers (no pretrained
@@ -34,10 +34,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from conftest_text import TINY_ARCH, pair, save_tiny_weights  # noqa: E402
 from facemetrics.api import score  # noqa: E402
-from facemetrics.images import scan  # noqa: E402
+from facemetrics.imaging.images import scan  # noqa: E402
 from facemetrics.record import build_record, write_record  # noqa: E402
 from facemetrics.result import MetricResult  # noqa: E402
-from facemetrics.text_scoring import score_text  # noqa: E402
+from facemetrics.pairing.text_scoring import score_text  # noqa: E402
 
 DATA = Path(os.environ.get("FACEMETRICS_DATA", REPO.parent / "shared" / "data"))
 N = 100

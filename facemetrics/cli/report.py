@@ -1,0 +1,126 @@
+"""``facemetrics report`` (comparison tables) and ``facemetrics plot`` (curves, sample grids)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from facemetrics.errors import FacemetricsError
+
+
+def _emit(text: str | bytes, output: Path | None) -> None:
+    """Write atomically to ``output``, or to stdout."""
+    from facemetrics.storage.atomic import atomic_write_bytes
+
+    if output is None:
+        if isinstance(text, bytes):
+            raise FacemetricsError("a PNG cannot go to the terminal: give -o FILE.png", "-o")
+        click.echo(text, nl=False)
+    else:
+        atomic_write_bytes(output, text if isinstance(text, bytes) else text.encode("utf-8"))
+
+
+def _run(fn):
+    """Turn FacemetricsError into a usage error also when the command runs outside the facemetrics group."""
+    try:
+        return fn()
+    except FacemetricsError as e:
+        raise click.UsageError(str(e), ctx=click.get_current_context(silent=True)) from None
+
+
+@click.command("report")
+@click.argument("records", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RECORDS...")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "html"]), default="markdown",
+              show_default=True, help="Output format.")
+@click.option("--sort", default=None, metavar="METRIC", help="Best first by this metric (e.g. fid, rprec).")
+@click.option("--metrics", default=None, metavar="LIST", help="Comma-separated metrics to show [default: all].")
+@click.option("--force", is_flag=True, help="Tabulate numbers from different protocols in one column "
+              "(the differences are listed under the table).")
+@click.option("--curves", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="LOG.jsonl",
+              help="HTML only: add metric-vs-step curves of these training logs (repeatable).")
+@click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PAIRS",
+              help="HTML only: add a sample grid from this pairs manifest (needs --fake).")
+@click.option("--fake", "fake_root", type=click.Path(path_type=Path), default=None,
+              help="Folder/zip of the generated images named in --grid.")
+@click.option("--real", "real_root", type=click.Path(path_type=Path), default=None,
+              help="Root of relative real-image paths in --grid.")
+@click.option("--title", default="facemetrics report", show_default=True, help="HTML page title.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here (atomically) instead of stdout.")
+def report(records, fmt, sort, metrics, force, curves, grid, fake_root, real_root, title, output):
+    """Compare scoring records (JSON from `facemetrics score --json`): one row per run, one column per metric.
+
+    RECORDS are record files or folders (every record *.json below). Columns never
+    mix protocols (preset, extractor weights, matcher, sample counts, ...) unless --force.
+    """
+    def go():
+        from facemetrics.report.tables import build_table, load_records, render
+
+        if (curves or grid) and fmt != "html":
+            raise FacemetricsError("--curves/--grid embed figures in HTML: add --format html, or use "
+                                   "`facemetrics plot curves|grid` for PNG files", "--format")
+        if grid and fake_root is None:
+            raise FacemetricsError("--grid needs --fake (the folder of the generated images)", "--fake")
+        wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+        table = build_table(load_records(list(records)), sort=sort, force=force, metrics=wanted)
+        images = []
+        if curves:
+            from facemetrics.report.plots import plot_curves
+
+            images.append(("Metrics during training", plot_curves(list(curves))))
+        if grid:
+            from facemetrics.report.plots import grid_from_manifest, png_bytes
+
+            images.append(("Generated next to real", png_bytes(grid_from_manifest(grid, fake_root, real_root))))
+        kw = {"title": title, "images": images} if fmt == "html" else {}
+        for note in table.notes:
+            click.echo(f"warning: protocols differ: {note}", err=True)
+        _emit(render(table, fmt, **kw), output)
+
+    _run(go)
+
+
+@click.group("plot")
+def plot() -> None:
+    """PNG figures: training curves, sample grids."""
+
+
+@plot.command("curves")
+@click.argument("logs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="LOG.jsonl...")
+@click.option("--metrics", default=None, metavar="LIST", help="Comma-separated metrics [default: all in the logs].")
+@click.option("--dpi", type=click.IntRange(min=30, max=600), default=100, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .png.")
+def curves_cmd(logs, metrics, dpi, output):
+    """Metric-vs-training-step curves, one panel per metric, one line per log."""
+    def go():
+        from facemetrics.report.plots import plot_curves
+
+        wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+        _emit(plot_curves(list(logs), wanted, dpi=dpi), output)
+        click.echo(str(output))
+
+    _run(go)
+
+
+@plot.command("grid")
+@click.argument("fake", type=click.Path(path_type=Path), metavar="FAKE")
+@click.option("--pairs", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Pairs manifest (fake, caption, real).")
+@click.option("--real", "real_root", type=click.Path(path_type=Path), default=None,
+              help="Root of relative real-image paths.")
+@click.option("-n", "--samples", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--cols", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per row.")
+@click.option("--cell", type=click.IntRange(min=16, max=1024), default=128, show_default=True,
+              help="Image size in pixels.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which rows are drawn.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .png.")
+def grid_cmd(fake, pairs, real_root, samples, cols, cell, seed, output):
+    """Generated images next to the real image of their caption, caption underneath."""
+    def go():
+        from facemetrics.report.plots import grid_from_manifest, png_bytes
+
+        img = grid_from_manifest(pairs, fake, real_root, n=samples, seed=seed, cell=cell, cols=cols)
+        _emit(png_bytes(img), output)
+        click.echo(str(output))
+
+    _run(go)

@@ -1,0 +1,1 @@
+"""Fine-tuning the FID Inception on faces: training and label sources."""

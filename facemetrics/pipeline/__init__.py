@@ -1,0 +1,1 @@
+"""The scoring pipeline: plan, decode passes, features, sharding, torchrun, streaming."""

@@ -1,0 +1,1 @@
+"""Files out and back: atomic writes, torch.save files, the feature cache."""
