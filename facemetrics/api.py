@@ -32,7 +32,11 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     """Score the images in ``fake`` against ``real`` and return a record (see :mod:`facemetrics.record`).
 
     ``real`` may be an image folder, a .zip of images or a statistics .npz from
-    :func:`compute_stats`; ``fake`` an image folder or .zip. Options are the fields of
+    :func:`compute_stats`; ``fake`` an image folder or .zip. Either side may also be
+    in memory (:mod:`facemetrics.imaging.inputs`): a uint8 array/tensor N×H×W×3 or
+    N×3×H×W, a list of PIL images or arrays, or :class:`facemetrics.Generated`
+    (``Generated(fn, n)``: ``fn(batch_size)`` called until n images); they take the
+    same plan and the same resizers as files. Options are the fields of
     :class:`facemetrics.options.ScoreOptions` (the CLI's flags: ``metrics="fid,kid"``,
     ``preset``, ``seed``, ``pairs``, ...), given as keywords or as ``options=``
     (keywords override it). Metric names are those of
@@ -64,32 +68,13 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     if opts.real_stats_preset is not None and not (is_path(real) and Path(real).suffix.lower() == ".npz"):
         raise FacemetricsError(f"{FOREIGN_STATS_FLAG} describes a statistics .npz given as REAL; REAL {real} is "
                                f"not one: drop {FOREIGN_STATS_FLAG}", FOREIGN_STATS_FLAG)
-    if not (is_path(real) and is_path(fake)):
-        return _score_in_memory(resolve_input(real, "REAL"), resolve_input(fake, "FAKE"), specs, opts)
-    if Path(fake).suffix.lower() == ".npz":
-        raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
+    real, fake = resolve_input(real, "REAL"), resolve_input(fake, "FAKE")
     # --no-cache: nothing touches the cache folder
     with cache_disabled(not opts.cache), pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
-        return _score(ctx, str(real), str(fake), specs, opts)
+        return _score(ctx, real, fake, specs, opts)
 
 
-def _score_in_memory(real: Any, fake: Any, specs: list, opts: ScoreOptions) -> dict[str, Any]:
-    """:func:`score` with a side in memory (:mod:`facemetrics.imaging.inputs`; fid, kid, is only)."""
-    from facemetrics.pipeline.distributed import session
-    from facemetrics.storage.cacheio import cache_disabled
-    from facemetrics.imaging.images import pixel_limit
-    from facemetrics.pipeline.streaming import score_in_memory
-
-    with cache_disabled(not opts.cache), pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
-        return score_in_memory(ctx, real, fake, [s.name for s in specs], preset=opts.preset,
-                               inception_weights=opts.inception_weights, extractor=opts.extractor,
-                               batch_size=opts.batch_size, workers=opts.workers, seed=opts.seed, cache=opts.cache,
-                               strict=opts.strict, progress=opts.progress and ctx.is_main,
-                               kid_subsets=opts.kid_subsets, kid_subset_size=opts.kid_subset_size,
-                               is_splits=opts.is_splits, label=opts.label, workers_kind=opts.workers_kind)
-
-
-def _score(ctx, real: str, fake: str, specs: list, opts: ScoreOptions) -> dict[str, Any]:
+def _score(ctx, real: Any, fake: Any, specs: list, opts: ScoreOptions) -> dict[str, Any]:
     """plan → run → compute → record, with every Python warning raised on the way kept in the record."""
     from facemetrics.pipeline import planner
     from facemetrics.record import build_record

@@ -94,3 +94,28 @@ def test_toy_metric_registered_from_a_test_runs_end_to_end(mpd_registered, lfw_s
     assert got["value"] == pytest.approx(_independent_mpd(a, b), rel=1e-9)
     alone = facemetrics.score(str(a), str(b), metrics="fid", progress=False)
     assert rec["metrics"]["fid"]["value"] == pytest.approx(alone["metrics"]["fid"]["value"], rel=1e-12)
+
+
+def _folder_pixels(folder) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.iterdir())]
+
+
+def test_toy_metric_on_in_memory_images_takes_the_same_plan(mpd_registered, lfw_small, tmp_path, monkeypatch):
+    """In-memory sides go through the planner like folders: any registered metric works on them."""
+    import facemetrics
+
+    monkeypatch.setenv("FACEMETRICS_CACHE", str(tmp_path / "cache"))
+    a, b = lfw_small
+    rec = facemetrics.score(_folder_pixels(a), np.stack(_folder_pixels(b)), metrics="mpd", progress=False)
+    assert rec["metrics"]["mpd"]["value"] == pytest.approx(_independent_mpd(a, b), rel=1e-9)
+    assert (rec["real"]["kind"], rec["fake"]["kind"]) == ("images", "array")
+
+
+def test_generator_is_refused_for_a_role_other_than_inception(mpd_registered, lfw_small):
+    import facemetrics
+
+    pix = np.stack(_folder_pixels(lfw_small[1]))
+    gen = facemetrics.Generated(lambda bs: pix[:bs], n=len(pix), batch_size=4)
+    with pytest.raises(FacemetricsError, match="role\\(s\\) meanpix") as e:
+        facemetrics.score(str(lfw_small[0]), gen, metrics="mpd", progress=False)
+    assert e.value.param == "--metrics"

@@ -13,6 +13,12 @@
 * :func:`compute` runs every spec's pure compute on rank 0 and hands the results to
   every rank.
 
+Sides: a path (image folder, .zip; REAL also a statistics .npz), in-memory images
+(:class:`~facemetrics.imaging.inputs.PixelSource`: decoded by the same pass, from their
+pixels) or a :class:`~facemetrics.imaging.inputs.Generated` (streamed through
+:class:`~facemetrics.pipeline.streaming.StreamSide`; Inception metrics only). Paired
+metrics need FAKE as files a pairs manifest can name.
+
 Roles: ``inception`` (the FID network or a fine-tuned checkpoint, ``--extractor``),
 ``face`` (``--face-model``), ``matcher`` (the image tower of ``--matcher``), or any
 role a spec brings with its own ``extractor`` builder.
@@ -35,10 +41,10 @@ class Plan:
     ctx: DistContext
     opts: Any
     specs: list[MetricSpec]
-    real: str
+    real: str  # the sides' labels in messages and the record: a path, or an in-memory input's label
     fake: str
     extractors: dict[str, Any]
-    fake_src: Any
+    fake_src: Any  # ImageSource (scanned folder/zip), PixelSource or Generated
     pairs: list | None = None
     real_src: Any = None  # REAL as images, when its pass is needed
     real_stats: Any = None  # REAL as a statistics file (sides.SideFeatures)
@@ -47,6 +53,8 @@ class Plan:
     #: (side, role, output) whose per-image rows a metric needs whole
     rows: set[tuple[str, str, str]] = field(default_factory=set)
     protocol: dict[str, Any] = field(default_factory=dict)
+    real_in: Any = None  # the inputs as given (path str, PixelSource, Generated)
+    fake_in: Any = None
 
     def generic(self) -> list[MetricSpec]:
         """Specs computed from side statistics/rows (not from a pairing)."""
@@ -56,9 +64,53 @@ class Plan:
         return list(dict.fromkeys(n.role for s in self.specs for n in s.needs if n.form == "paired"))
 
 
-def _is_images(path: str) -> bool:
-    p = Path(path)
-    return p.is_dir() or p.suffix.lower() == ".zip"
+def _is_images(x: Any) -> bool:
+    from facemetrics.imaging.inputs import is_path
+
+    return is_path(x) and (Path(x).is_dir() or Path(x).suffix.lower() == ".zip")
+
+
+def _is_stats_file(x: Any) -> bool:
+    from facemetrics.imaging.inputs import is_path
+
+    return is_path(x) and Path(x).suffix.lower() == ".npz"
+
+
+def _label(x: Any) -> str:
+    """A side's name in messages and the record: its path, or an in-memory input's label."""
+    from facemetrics.imaging.inputs import Generated, is_path
+
+    if is_path(x):
+        return str(x)
+    return x.label if isinstance(x, Generated) else str(x.root)
+
+
+def _source(ctx: DistContext, x: Any, param: str) -> Any:
+    """The side to decode: a folder/zip scanned now (on every rank, agreed); in-memory inputs as they are."""
+    from facemetrics.imaging.images import scan
+    from facemetrics.imaging.inputs import is_path
+
+    return ctx.run_agreed(f"reading {param}", lambda: scan(x, param)) if is_path(x) else x
+
+
+def _check_in_memory(specs: list[MetricSpec], real: Any, fake: Any) -> None:
+    """In-memory FAKE has no file names for a pairs manifest; a generator streams Inception metrics only."""
+    from facemetrics.imaging.inputs import Generated, is_path
+
+    if not is_path(fake):
+        paired = [s.name for s in specs if s.paired]
+        if paired:
+            raise FacemetricsError(
+                f"{', '.join(paired)} need a pairs manifest naming each generated image's file, which in-memory "
+                "FAKE images do not have; save them to a folder (with a pairs.jsonl) and score the folder for "
+                "those metrics", "--metrics")
+    for side, x in (("real", real), ("fake", fake)):
+        other = sorted({n.role for n in _needs(specs, side) if n.role != "inception"})
+        if isinstance(x, Generated) and other:
+            raise FacemetricsError(
+                f"a generator streams its images through the Inception network only; role(s) {', '.join(other)} "
+                f"(metrics {', '.join(s.name for s in specs if set(s.roles) & set(other))}) need the images as "
+                "an array, a list or a folder", "--metrics")
 
 
 def _build_role(role: str, specs: list[MetricSpec], opts: Any) -> Any:
@@ -128,7 +180,7 @@ def _read_real_stats(plan: Plan) -> None:
                                "its images", "REAL")
     ex = plan.extractors["inception"]
     rows = any(n.form == "rows" for n in needs)
-    plan.real_stats = load_side(plan.real, ex, "REAL", {}, plan.ctx, features=rows, logits=False,
+    plan.real_stats = load_side(plan.real_in, ex, "REAL", {}, plan.ctx, features=rows, logits=False,
                                 foreign_preset=plan.opts.real_stats_preset)
     by_rows = [s.name.upper() for s in plan.specs if any(n.form == "rows" and "real" in n.sides for n in s.needs)]
     if by_rows and plan.real_stats.features is None:
@@ -149,8 +201,6 @@ def _pairs_cover(src: Any, pairs: list | None) -> bool:
 
 def _plan_sides(plan: Plan) -> None:
     """Which extractors FAKE's and REAL's passes feed, and which rows must be whole."""
-    from facemetrics.imaging.images import scan
-
     ctx, specs = plan.ctx, plan.specs
     plan.fake_roles = [r for r in plan.extractors if any(n.role == r for n in
                                                          _needs(specs, "fake", ("stats", "rows", "paired")))]
@@ -158,27 +208,33 @@ def _plan_sides(plan: Plan) -> None:
     plan.rows = {(side, n.role, n.output) for side in ("real", "fake") for n in _needs(specs, side, ("rows",))}
     if not real_generic or plan.real_stats is not None:
         return
-    plan.real_src = ctx.run_agreed("reading REAL", lambda: scan(plan.real, "REAL"))
+    plan.real_src = _source(ctx, plan.real_in, "REAL")
     plan.real_roles = real_generic
-    if "face" in plan.extractors and Path(plan.real).is_dir() and _pairs_cover(plan.real_src, plan.pairs):
+    if "face" in plan.extractors and _is_images(plan.real_in) and Path(plan.real_in).is_dir() \
+            and _pairs_cover(plan.real_src, plan.pairs):
         plan.real_roles.append("face")  # REAL = the pairs' real images: one pass for both
 
 
-def plan(ctx: DistContext, real: str, fake: str, specs: list[MetricSpec], opts: Any) -> Plan:
-    """Check everything and decide the decode passes (see module docstring); decodes nothing."""
-    from facemetrics.imaging.images import scan
+def plan(ctx: DistContext, real: Any, fake: Any, specs: list[MetricSpec], opts: Any) -> Plan:
+    """Check everything and decide the decode passes (see module docstring); decodes nothing.
 
+    ``real``/``fake``: paths, or in-memory inputs from :func:`facemetrics.imaging.inputs.resolve_input`.
+    """
+    if _is_stats_file(fake):
+        raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
+    _check_in_memory(specs, real, fake)
     _check_pairs_given(specs, opts)
     exs = _build_extractors(ctx, specs, opts)
-    p = Plan(ctx, opts, specs, real, fake, exs, None)
+    p = Plan(ctx, opts, specs, _label(real), _label(fake), exs, None)
+    p.real_in, p.fake_in = real, fake
     p.protocol = {"preset": opts.preset, "extractor": None, "weights_sha256": None, "dims": None, "seed": opts.seed}
     if "inception" in exs:
         fp = exs["inception"].fingerprint()
         p.protocol.update(extractor=fp.get("extractor"), weights_sha256=fp.get("weights_sha256"), dims=2048,
                           network=fp.get("network"))
-        if _needs(specs, "real") and Path(real).suffix.lower() == ".npz":
+        if _needs(specs, "real") and _is_stats_file(real):
             _read_real_stats(p)
-    p.fake_src = ctx.run_agreed("reading FAKE", lambda: scan(fake, "FAKE"))
+    p.fake_src = _source(ctx, fake, "FAKE")
     if p.paired_roles():
         from facemetrics.pairing.captions import load_pairs
 
@@ -202,11 +258,25 @@ class Outcome:
 
 
 def _pass(plan: Plan, src: Any, roles: list[str], param: str) -> Any:
-    """One decode pass of ``src`` feeding the extractors of ``roles`` (the only decoding place)."""
+    """One decode pass of ``src`` feeding the extractors of ``roles`` (the only decoding place).
+
+    A :class:`~facemetrics.imaging.inputs.Generated` is streamed instead (Inception only):
+    the pass returns its :class:`~facemetrics.pipeline.sides.SideFeatures` directly.
+    """
+    from facemetrics.imaging.inputs import Generated
     from facemetrics.pipeline.side import extract_side
 
     o = plan.opts
     exs = [plan.extractors[r] for r in roles]
+    if isinstance(src, Generated):
+        from facemetrics.pipeline.streaming import stream_generated
+
+        side = param.lower()
+        want = {out for (s, r, out) in plan.rows if s == side and r == "inception"}
+        opts = dict(batch_size=o.batch_size, workers=o.workers, device=plan.ctx.device,
+                    progress=o.progress and plan.ctx.is_main)
+        return stream_generated(src, plan.extractors["inception"], param, opts, plan.ctx,
+                                features="pool" in want, logits="logits" in want)
     return extract_side(src, exs, plan.ctx, param=param, desc=f"{param.lower()} " + "+".join(e.name for e in exs),
                         batch_size=o.batch_size, workers=o.workers, device=plan.ctx.device, cache=o.cache,
                         strict=o.strict, progress=o.progress and plan.ctx.is_main, workers_kind=o.workers_kind)
@@ -214,6 +284,7 @@ def _pass(plan: Plan, src: Any, roles: list[str], param: str) -> Any:
 
 def _role_data(plan: Plan, side_name: str, side: Any, role: str, out: Outcome) -> Any:
     """One role's statistics and rows on one side, into ``out``; returns the side's source facts."""
+    from facemetrics.imaging.inputs import record_kind
     from facemetrics.pipeline.sides import SideFeatures, side_features
     from facemetrics.record import source_info
 
@@ -222,6 +293,8 @@ def _role_data(plan: Plan, side_name: str, side: Any, role: str, out: Outcome) -
         want = {o for (s, r, o) in plan.rows if s == side_name and r == role}
         sf = side if isinstance(side, SideFeatures) else side_features(
             side, ex, side_name.upper(), features="pool" in want, logits="logits" in want)
+        if not isinstance(side, SideFeatures) and record_kind(side.source):
+            sf.kind = record_kind(side.source)  # in-memory images: "array" | "images"
         out.inputs.stats[(side_name, role, "pool")] = sf.stats
         for output, rows in (("pool", sf.features), ("logits", sf.logits)):
             if rows is not None:
@@ -236,7 +309,8 @@ def _role_data(plan: Plan, side_name: str, side: Any, role: str, out: Outcome) -
                 out.inputs.stats[key] = side.stats(ex.name, n.output, meta)
             else:
                 out.inputs.rows[key] = side.rows(ex.name, n.output)
-    info = source_info(side.source.root, side.source.kind, side.n, side.content_key)
+    kind = record_kind(side.source) or side.source.kind
+    info = source_info(side.source.root, kind, side.n, side.content_key)
     return info, [list(f) for f in side.failed], None
 
 

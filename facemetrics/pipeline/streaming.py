@@ -22,12 +22,10 @@ Under torchrun (or inside a script whose process group is initialised) each rank
 rank gets the record a single process would get from rank 0's images followed
 by rank 1's, and so on. Every rank must call ``compute`` (it is a collective).
 
-:func:`score_in_memory` is the path :func:`facemetrics.score` takes when a side
-is in memory (see :mod:`facemetrics.imaging.inputs` for the accepted inputs, layouts and
-content hash): arrays and lists run through the ordinary extraction
-(:func:`facemetrics.pipeline.side.extract_side`, cached by pixel hash, each torchrun rank
-taking its contiguous block); a :class:`~facemetrics.imaging.inputs.Generated` streams
-through the accumulator used by :class:`Metrics`.
+:func:`stream_generated` is how the planner (:mod:`facemetrics.pipeline.planner`) runs a
+:class:`~facemetrics.imaging.inputs.Generated` side of :func:`facemetrics.score`: each
+rank generates its block and streams it through the accumulator used by :class:`Metrics`
+(arrays and lists take the ordinary decode pass).
 """
 from __future__ import annotations
 
@@ -168,7 +166,7 @@ def _keep(ex: FeatureExtractor, features: bool, logits: bool) -> list[str]:
     return (["pool"] if features else []) + (["logits"] if logits and "logits" in ex.outputs else [])
 
 
-def _stream_generated(gen: Generated, ex: FeatureExtractor, param: str, opts: dict, ctx: DistContext, *,
+def stream_generated(gen: Generated, ex: FeatureExtractor, param: str, opts: dict, ctx: DistContext, *,
                       features: bool, logits: bool):
     """A :class:`Generated` side: this rank generates its block of ``gen.n`` and streams it."""
     from tqdm import tqdm
@@ -197,7 +195,7 @@ def side_features(x: str | PixelSource | Generated, ex: FeatureExtractor, param:
     from facemetrics.pipeline.side import extract_side
 
     if isinstance(x, Generated):
-        return _stream_generated(x, ex, param, opts, ctx, features=features, logits=logits)
+        return stream_generated(x, ex, param, opts, ctx, features=features, logits=logits)
     if isinstance(x, PixelSource):
         side = extract_side(x, [ex], ctx, param=param, desc=f"{param.lower()} {ex.name}", **opts)
         return dataclasses.replace(inception_side(side, ex, param, features=features, logits=logits),
@@ -215,53 +213,30 @@ def check_stream_metrics(wanted: Sequence[str], what: str) -> None:
             "(with a pairs.jsonl) and score the folder for those metrics", "--metrics")
 
 
-def build_inception_record(ctx: DistContext, inc: list[str], rl, fk, ex: FeatureExtractor, *, preset: str, seed: int,
-                           kid_subsets: int, kid_subset_size: int, is_splits: int, label: str | None,
+def build_inception_record(ctx: DistContext, inc: list[str], rl, fk, ex: FeatureExtractor, opts: Any,
                            notes: list[str]) -> dict[str, Any]:
-    """The record of Inception metrics ``inc`` from REAL ``rl`` (or None) and FAKE ``fk`` (as ``score`` builds it)."""
+    """The record of Inception metrics ``inc`` from REAL ``rl`` (or None) and FAKE ``fk`` (as ``score`` builds it).
+
+    ``opts``: the :class:`~facemetrics.options.ScoreOptions` (preset, seed, KID/IS settings, label).
+    """
     from facemetrics.pipeline.sides import inception_results
     from facemetrics.record import build_record, source_info
 
     fp = ex.fingerprint()
-    protocol = {"preset": preset, "extractor": fp.get("extractor"), "weights_sha256": fp.get("weights_sha256"),
-                "dims": fk.stats.dims, "seed": seed, "network": fp.get("network")}
+    protocol = {"preset": opts.preset, "extractor": fp.get("extractor"), "weights_sha256": fp.get("weights_sha256"),
+                "dims": fk.stats.dims, "seed": opts.seed, "network": fp.get("network")}
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
         results = ctx.on_main("computing FID/KID/IS", lambda: inception_results(
-            inc, rl, fk, ex, preset=preset, seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-            is_splits=is_splits))
+            inc, rl, fk, ex, preset=opts.preset, seed=opts.seed, kid_subsets=opts.kid_subsets,
+            kid_subset_size=opts.kid_subset_size, is_splits=opts.is_splits))
     notes = list(dict.fromkeys([*notes, *(str(w.message) for w in caught)]))
     real_info = source_info(rl.path, rl.kind, rl.n, rl.content_sha256) if rl is not None else None
     fake_info = source_info(fk.path, fk.kind, fk.n, fk.content_sha256)
     failed = {"real": rl.failed if rl is not None else [], "fake": fk.failed}
     return ctx.on_main("building the record", lambda: build_record(
         real=real_info, fake=fake_info, protocol=protocol, metrics=results, warnings=notes, failed_images=failed,
-        label=label))
-
-
-def score_in_memory(ctx: DistContext, real: str | PixelSource | Generated, fake: str | PixelSource | Generated,
-                    wanted: list[str], *, preset: str, inception_weights: str | None, extractor: str | None,
-                    seed: int, kid_subsets: int, kid_subset_size: int, is_splits: int, label: str | None,
-                    **opts: Any) -> dict[str, Any]:
-    """:func:`facemetrics.score` when a side is in memory (``opts``: batch_size, workers, device, cache,
-    strict, progress, workers_kind). FAKE is read first, then REAL (only for FID/KID), as ``score`` does."""
-    from facemetrics.pipeline.sides import load_inception_extractor
-
-    check_stream_metrics(wanted, "an in-memory side")
-    if is_path(fake) and str(fake).lower().endswith(".npz"):
-        raise FacemetricsError("FAKE must be an image folder or .zip (statistics files are for REAL)", "FAKE")
-    opts["device"] = ctx.device
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")
-        ex, fp = ctx.run_agreed("finding the feature extractor", lambda: load_inception_extractor(
-            wanted, extractor, preset, inception_weights))
-        fk = side_features(fake, ex, "FAKE", opts, ctx, features="kid" in wanted, logits="is" in wanted)
-        rl = None
-        if "fid" in wanted or "kid" in wanted:
-            rl = side_features(real, ex, "REAL", opts, ctx, features="kid" in wanted, logits=False)
-    return build_inception_record(ctx, wanted, rl, fk, ex, preset=preset, seed=seed, kid_subsets=kid_subsets,
-                                  kid_subset_size=kid_subset_size, is_splits=is_splits, label=label,
-                                  notes=[str(w.message) for w in caught])
+        label=opts.label))
 
 
 class Metrics:
@@ -271,40 +246,44 @@ class Metrics:
     .zip, statistics .npz (FID; with ``--features`` also KID), or in-memory images
     (see :mod:`facemetrics.imaging.inputs`); not needed for IS alone. It is extracted (or
     read from the feature cache) when the accumulator is created, on every rank.
-    The other options are :func:`facemetrics.score`'s. ``progress`` defaults to
-    False here (training loops have their own).
+    The other options are :func:`facemetrics.score`'s (:class:`~facemetrics.options.ScoreOptions`
+    fields as keywords, or ``options=``); ``progress`` defaults to False here
+    (training loops have their own).
     """
 
-    def __init__(self, metrics: str | Sequence[str] = "fid", real: Any = None, *, preset: str = "clean",
-                 inception_weights: str | None = None, extractor: str | None = None, batch_size: int = 32,
-                 workers: int | None = None, device: Any = "cpu", seed: int = 0, cache: bool = True,
-                 progress: bool = False, kid_subsets: int = 100, kid_subset_size: int = 1000, is_splits: int = 10,
-                 label: str | None = None) -> None:
+    def __init__(self, metrics: str | Sequence[str] = "fid", real: Any = None, *, options: Any = None,
+                 **kwargs: Any) -> None:
+        import facemetrics.options as O
+        from facemetrics.imaging.resize import check_preset
         from facemetrics.metrics.registry import parse_metrics
         from facemetrics.pipeline.sides import check_device, load_inception_extractor
-        from facemetrics.imaging.resize import check_preset
 
-        self.wanted = parse_metrics(metrics)
+        if options is None:
+            kwargs.setdefault("progress", False)  # training loops have their own
+        if "device" in kwargs:
+            kwargs["device"] = str(kwargs["device"])  # a torch.device too
+        o = O.build(O.ScoreOptions, options, {**kwargs, "metrics": metrics if isinstance(metrics, str)
+                                               else ",".join(metrics)})
+        self.wanted = parse_metrics(o.metrics)
         check_stream_metrics(self.wanted, "the Metrics accumulator")
-        check_preset(preset)
-        self.device = check_device(str(device))
-        self._record_opts = dict(preset=preset, seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                                 is_splits=is_splits, label=label)
-        opts = dict(batch_size=batch_size, workers=workers, device=self.device, cache=cache, strict=False,
-                    progress=progress, workers_kind="thread")
+        check_preset(o.preset)
+        self.device = check_device(o.device)
+        self._opts = o
+        opts = dict(batch_size=o.batch_size, workers=o.workers, device=self.device, cache=o.cache, strict=o.strict,
+                    progress=o.progress, workers_kind=o.workers_kind)
         need_real = "fid" in self.wanted or "kid" in self.wanted
         if need_real and real is None:
             raise FacemetricsError("real is missing: FID and KID compare with a REAL side (an image folder, .zip, "
                                    "statistics .npz or uint8 images)", "real")
         with _warnings.catch_warnings(record=True) as caught, session(self.device) as ctx:
             _warnings.simplefilter("always")
-            opts["progress"] = progress and ctx.is_main
+            opts["progress"] = o.progress and ctx.is_main
             self._ex, self._fp = ctx.run_agreed("finding the feature extractor", lambda: load_inception_extractor(
-                self.wanted, extractor, preset, inception_weights))
+                self.wanted, o.extractor, o.preset, o.inception_weights))
             self._real = side_features(resolve_input(real, "REAL"), self._ex, "REAL", opts, ctx,
                                        features="kid" in self.wanted, logits=False) if need_real else None
         self._notes = [str(w.message) for w in caught]
-        self._fake = StreamSide(self._ex, batch_size=batch_size, device=self.device, workers=workers,
+        self._fake = StreamSide(self._ex, batch_size=o.batch_size, device=self.device, workers=o.workers,
                                 keep=_keep(self._ex, "kid" in self.wanted, "is" in self.wanted))
 
     @property
@@ -326,8 +305,8 @@ class Metrics:
             with _warnings.catch_warnings(record=True) as caught:
                 _warnings.simplefilter("always")
                 fk = self._fake.finish(ctx, "FAKE", "stream")
-            return build_inception_record(ctx, self.wanted, self._real, fk, self._ex,
-                                          notes=self._notes + [str(w.message) for w in caught], **self._record_opts)
+            return build_inception_record(ctx, self.wanted, self._real, fk, self._ex, self._opts,
+                                          notes=self._notes + [str(w.message) for w in caught])
 
     def reset(self) -> None:
         """Forget the generated images (REAL is kept)."""
