@@ -19,6 +19,10 @@ overrides, in grid order; characters other than letters, digits and ``-._+`` are
    (``damsm:CELL/run/last.pt``), which the report says are not comparable across cells.
    When the held-out captions are too few for the protocol (99 negatives of other images
    and identities, 10 folds) R-precision is left out and the reason recorded.
+   Then, when R-precision was scored, the same matcher, captions, negatives and seed on the
+   **real** held-out image of each caption (copied as FAKE to ``CELL/real_as_fake`` with the
+   same pairs rows; ``CELL/metrics_real.json``): the matcher's own quality, reported beside the
+   generated images' R-precision.
 4. **grid**: ``CELL/grid.png``, generated images next to their real ones
    (:func:`facemetrics.report.plots.grid_from_manifest`).
 
@@ -30,7 +34,8 @@ base config and each cell's stages and status.
 
 Resumable: rerunning the same command skips every finished stage (a trained cell has
 its train result in the manifest and an unchanged ``last.pt`` (sha256); samples match
-the checkpoint's sha256; a score record exists for the current pairs file), resumes an
+the checkpoint's sha256; a score record exists for the current pairs file and checkpoint),
+resumes an
 interrupted training, and refuses a different grid, budget, config or protocol in the
 same ``--out``. Budget-bounded runs are not bit-reproducible: how many steps fit in M
 minutes depends on the machine's speed (each cell's step count is recorded).
@@ -442,6 +447,57 @@ def score_argv(cell_dir: Path, o: SweepOptions, metrics: Sequence[str], matcher:
     return argv + list(ci)
 
 
+def write_real_pairs(pairs: Path, folder: Path) -> None:
+    """``folder``: the real image of every generated row, as FAKE, with the same pairs rows.
+
+    Each row's real image is copied under the generated image's stem (a pairs manifest names
+    each FAKE file once, and a real image has several captions), so ``facemetrics score``'s
+    R-precision on it uses the same captions, negatives and seed as on the generated images."""
+    import shutil
+
+    rows = [json.loads(x) for x in pairs.read_text().splitlines() if x.strip()]
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp = folder.with_name(folder.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    lines = []
+    for r in rows:
+        real = Path(r["real"])
+        name = Path(r["fake"]).stem + real.suffix.lower()
+        shutil.copyfile(real, tmp / name)
+        lines.append(json.dumps({**r, "fake": name}))
+    atomic_write_text(tmp / "pairs.jsonl", "\n".join(lines) + "\n")
+    os.replace(tmp, folder)
+
+
+def real_score_argv(cell_dir: Path, o: SweepOptions, matcher: str, device: str) -> list[str]:
+    """``facemetrics score`` of the real held-out images as FAKE: R-precision only, the cell's matcher."""
+    fake = cell_dir / "real_as_fake"
+    return [sys.executable, "-m", "facemetrics", "score", str(cell_dir / "run" / "real_test"), str(fake),
+            "--metrics", "rprec", "--pairs", str(fake / "pairs.jsonl"), "--matcher", matcher,
+            "--label", f"{cell_dir.name} (real images)", "--json", str(cell_dir / "metrics_real.json"),
+            "--device", device, "--seed", str(o.score_seed), "-q"]
+
+
+def _same_checkpoint(rec: dict, c: dict, record: Path, samples_meta: Path) -> bool:
+    """Whether a score record is of the samples of the cell's current checkpoint (the pairs file
+    alone does not say: its rows are the same for every checkpoint). Records written before the
+    manifest kept the checkpoint's sha256: the record must be newer than the samples."""
+    if "checkpoint_sha256" in rec:
+        return rec["checkpoint_sha256"] == (c.get("train") or {}).get("checkpoint_sha256")
+    return samples_meta.is_file() and record.stat().st_mtime >= samples_meta.stat().st_mtime
+
+
+def _real_scored(c: dict, cell_dir: Path) -> bool:
+    r, s = c.get("real_rprec") or {}, c.get("score") or {}
+    pairs, rec = cell_dir / "samples" / "pairs.jsonl", cell_dir / "metrics_real.json"
+    return (rec.is_file() and pairs.is_file() and r.get("matcher") == s.get("matcher")
+            and r.get("pairs_sha256") == _sha256(pairs)
+            and r.get("checkpoint_sha256") == (c.get("train") or {}).get("checkpoint_sha256"))
+
+
 def _train_finished(c: dict, run: Path) -> bool:
     t = c.get("train") or {}
     ck = run / "last.pt"
@@ -470,7 +526,8 @@ def _scored(c: dict, cell_dir: Path) -> bool:
     except ValueError:
         return False
     have = {k for k, v in (rec.get("metrics") or {}).items() if v is not None}
-    return str(rec.get("schema", "")).startswith("facemetrics.record/") and set(s.get("metrics", ["?"])) <= have
+    return (str(rec.get("schema", "")).startswith("facemetrics.record/") and set(s.get("metrics", ["?"])) <= have
+            and _same_checkpoint(s, c, rec_path, cell_dir / "samples" / "generate.json"))
 
 
 def run_cell(cell: Cell, out: Path, o: SweepOptions, man: Manifest, device: str, ci: list[str],
@@ -550,8 +607,26 @@ def run_cell(cell: Cell, out: Path, o: SweepOptions, man: Manifest, device: str,
         man.update(cell.name, status="scored",
                    score={"metrics": metrics, "skipped": skipped, "matcher": matcher if uses_matcher else None,
                           "matcher_source": source if uses_matcher else None,
-                          "pairs_sha256": _sha256(samples / "pairs.jsonl"), "record": str(d / "metrics.json")})
+                          "pairs_sha256": _sha256(samples / "pairs.jsonl"), "record": str(d / "metrics.json"),
+                          "checkpoint_sha256": c["train"]["checkpoint_sha256"]})
         say(f"{tag}: scored {','.join(metrics)}")
+        c = man.cell(cell.name)
+    # ---- R-precision of the real held-out images with the same matcher (the matcher's own quality)
+    s = c.get("score") or {}
+    if "rprec" in s.get("metrics", []) and s.get("matcher"):
+        if _real_scored(c, d):
+            say(f"{tag}: real-image R-precision scored, not rerun")
+        else:
+            write_real_pairs(samples / "pairs.jsonl", d / "real_as_fake")
+            argv = real_score_argv(d, o, s["matcher"], score_device(device))
+            _run(argv, logs / "score_real.log", env)
+            rec = json.loads((d / "metrics_real.json").read_text())["metrics"]["rprec"]
+            man.update(cell.name, real_rprec={"value": rec["value"], "std": rec.get("std"), "n": rec.get("n"),
+                                              "matcher": s["matcher"], "record": str(d / "metrics_real.json"),
+                                              "pairs_sha256": _sha256(samples / "pairs.jsonl"),
+                                              "checkpoint_sha256": c["train"]["checkpoint_sha256"]})
+            c = man.cell(cell.name)
+            say(f"{tag}: R-precision of the real held-out images {rec['value']:.4f}")
     # ---- grid of samples next to their real images
     if not (d / "grid.png").is_file() or (d / "grid.png").stat().st_mtime < (samples / "pairs.jsonl").stat().st_mtime:
         from facemetrics.report.plots import grid_from_manifest, png_bytes
@@ -605,6 +680,10 @@ def write_report(out: Path, man: Manifest, o: SweepOptions, cells: Sequence[Cell
             head += ["R-precision: each cell's **own** DAMSM matcher (`damsm:CELL/run/last.pt`): it compares "
                      "checkpoints of one cell, not cells with each other (different matchers; the protocol "
                      "notes below list them). Pass `--matcher SPEC` for a fixed matcher.", ""]
+    if "rprec" in spec["metrics"]:
+        head += ["\"R-prec of real images\" (Cells table): the same matcher, captions, negatives and seed on the "
+                 "real held-out image each caption describes instead of the generated one: the matcher's own "
+                 "quality (chance is 0.01).", ""]
     md = "\n".join(head)
     table = None
     if scored:
@@ -618,6 +697,7 @@ def write_report(out: Path, man: Manifest, o: SweepOptions, cells: Sequence[Cell
                      "train": t.get("status") or "", "step": t.get("step", ""), "gan step": t.get("gan_step", ""),
                      "train s": t.get("train_seconds", ""),
                      "R-prec matcher": s.get("matcher_source") or "",
+                     "R-prec of real images": _pm(e.get("real_rprec")),
                      "notes": "; ".join([f"{k} left out: {v}" for k, v in (s.get("skipped") or {}).items()]
                                         + ([f"error: {e['error']}"] if e.get("error") else []))})
     cells_df = pd.DataFrame(rows).sort_values(["rank"], key=lambda x: x.map(lambda v: v if v != "" else 1e9),
@@ -637,6 +717,8 @@ def write_report(out: Path, man: Manifest, o: SweepOptions, cells: Sequence[Cell
         for m in table.metrics:
             csv[m] = table.values[m]
             csv[f"{m}_std"] = table.stds[m]
+        csv["rprec_real"] = [(by_name[n].get("real_rprec") or {}).get("value") for n in csv.index]
+        csv["rprec_real_std"] = [(by_name[n].get("real_rprec") or {}).get("std") for n in csv.index]
         csv["rprec_matcher"] = [(by_name[n].get("score") or {}).get("matcher") for n in csv.index]
         atomic_write_text(out / "report.csv", csv.to_csv(lineterminator="\n"))
         images = []
@@ -651,6 +733,12 @@ def write_report(out: Path, man: Manifest, o: SweepOptions, cells: Sequence[Cell
             if "<h2>" in page else page.replace("</body>", cells_html + "</body>", 1)
         atomic_write_text(out / "report.html", page)
     return md
+
+
+def _pm(r: dict | None) -> str:
+    if not r or r.get("value") is None:
+        return ""
+    return f"{r['value']:.4f}" + (f" ± {r['std']:.4f}" if r.get("std") is not None else "")
 
 
 def _metric_key(name: str, table) -> str:
