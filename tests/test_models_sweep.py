@@ -228,7 +228,9 @@ def test_rerun_does_not_retrain_finished_cells(two_cells):
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert {f: f.stat().st_mtime_ns for f in files} == before
-    assert res.output.count("not rerun") == 4
+    assert res.output.count("not rerun") == 6  # trained, scored, real-image R-precision scored, per cell
+    for c in json.loads((out / "sweep.json").read_text())["cells"]:
+        assert 0.0 <= c["real_rprec"]["value"] <= 1.0 and (out / c["name"] / "metrics_real.json").is_file()
     assert [c["train_invocations"] for c in json.loads((out / "sweep.json").read_text())["cells"]] == [1, 1]
 
 
