@@ -120,7 +120,7 @@ def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs:
                                "--shard")
 
     def prepare():
-        ex = build_feature_extractor(o.extractor, o.preset, o.inception_weights)
+        ex = build_feature_extractor(o.extractor, o.preset, o.inception_weights, o.precision)
         ex.fingerprint()  # finds the weights
         src = scan(folder, "FOLDER")
         part = src

@@ -45,6 +45,10 @@ class ExtractOptions:
     workers_kind: str = opt("thread", "Decode in threads, or in worker processes (fast GPUs).",
                             choices=WORKER_KINDS)
     device: str = opt("cpu", "cpu or cuda[:N].")
+    precision: str = opt("fp32", "Inception arithmetic. bf16 is an approximate fast path (CPUs with "
+                                 "AVX512-BF16/AMX, GPUs): FID moves by the deviation measured in "
+                                 "benchmarks/RESULTS.md, records say \"exact\": false, and `report` keeps "
+                                 "such numbers apart from exact ones.", choices=("fp32", "bf16"))
     cache: bool = opt(True, "Neither read nor write the feature cache.", flag="--no-cache")
     strict: bool = opt(False, "Unreadable images are an error instead of being counted.")
     max_image_pixels: int | None = opt(

@@ -118,7 +118,7 @@ def _build_role(role: str, specs: list[MetricSpec], opts: Any) -> Any:
     if role == "inception":
         from facemetrics.pipeline.sides import build_feature_extractor
 
-        return build_feature_extractor(opts.extractor, opts.preset, opts.inception_weights)
+        return build_feature_extractor(opts.extractor, opts.preset, opts.inception_weights, opts.precision)
     if role == "face":
         from facemetrics.pairing.face_scoring import build_face_embedder
 
@@ -232,6 +232,9 @@ def plan(ctx: DistContext, real: Any, fake: Any, specs: list[MetricSpec], opts: 
         fp = exs["inception"].fingerprint()
         p.protocol.update(extractor=fp.get("extractor"), weights_sha256=fp.get("weights_sha256"), dims=2048,
                           network=fp.get("network"))
+        from facemetrics.pipeline.sides import approximate_protocol
+
+        p.protocol.update(approximate_protocol(fp))
         if _needs(specs, "real") and _is_stats_file(real):
             _read_real_stats(p)
     p.fake_src = _source(ctx, fake, "FAKE")

@@ -31,17 +31,34 @@ def check_device(device: str) -> str:
     raise FacemetricsError(f"unknown device {device!r} (cpu or cuda[:N])", "--device")
 
 
-def build_feature_extractor(extractor: str | None, preset: str, inception_weights: str | None) -> FeatureExtractor:
-    """``None``/"inception": the FID Inception; an existing ``.pt`` file: a fine-tuned checkpoint."""
+def build_feature_extractor(extractor: str | None, preset: str, inception_weights: str | None,
+                            precision: str = "fp32") -> FeatureExtractor:
+    """``None``/"inception": the FID Inception; an existing ``.pt`` file: a fine-tuned checkpoint.
+
+    ``precision="bf16"`` (approximate) exists for the FID Inception only.
+    """
     from facemetrics.extractors import build_extractor
 
     if extractor in (None, "inception"):
-        return build_extractor("inception", preset=preset, weights=inception_weights)
+        return build_extractor("inception", preset=preset, weights=inception_weights, precision=precision)
+    if precision != "fp32":
+        raise FacemetricsError(f"--precision {precision} is an approximate path of the FID Inception only; "
+                               f"--extractor {extractor} runs in fp32: drop --precision", "--precision")
     if Path(extractor).suffix in (".pt", ".pth"):
         if not Path(extractor).is_file():
             raise FacemetricsError(f"extractor checkpoint not found: {extractor}", "--extractor")
         return build_extractor("finetuned", checkpoint=extractor, preset=preset)
     return build_extractor(extractor)
+
+
+def approximate_protocol(fp: dict[str, Any]) -> dict[str, Any]:
+    """The record's mark of an approximate extractor (``--precision bf16``): ``exact: false`` and the
+    precision; nothing for the exact protocol (records of exact runs are unchanged)."""
+    if fp.get("precision", "fp32") == "fp32":
+        return {}
+    return {"exact": False, "precision": fp["precision"],
+            "approximation": "Inception under bfloat16 autocast; FID deviation from fp32 measured in "
+                             "benchmarks/RESULTS.md (bf16 path)"}
 
 
 @dataclass
@@ -69,7 +86,7 @@ def _same_network(a: dict, b: dict) -> bool:
 
     same_layers = {INCEPTION_SHA256, FID_HELPER_SHA256}
     keys = ("extractor", "network", "preset", "layer")
-    if any(a.get(k) != b.get(k) for k in keys):
+    if any(a.get(k) != b.get(k) for k in keys) or a.get("precision", "fp32") != b.get("precision", "fp32"):
         return False
     wa, wb = a.get("weights_sha256"), b.get("weights_sha256")
     return wa == wb or (wa in same_layers and wb in same_layers)
@@ -171,12 +188,12 @@ def side_features(side, ex: FeatureExtractor, param: str, *, features: bool = Tr
 
 
 def load_inception_extractor(inc: list[str], extractor: str | None, preset: str,
-                             inception_weights: str | None) -> tuple[FeatureExtractor, dict]:
+                             inception_weights: str | None, precision: str = "fp32") -> tuple[FeatureExtractor, dict]:
     """The Inception-type extractor for the metrics ``inc`` and its fingerprint, after the specs' checks
     (IS refuses a network without a usable classifier head); finds the weights."""
     from facemetrics.metrics.registry import resolve
 
-    e = build_feature_extractor(extractor, preset, inception_weights)
+    e = build_feature_extractor(extractor, preset, inception_weights, precision)
     for spec in resolve(inc):
         if spec.check is not None:
             spec.check(e)

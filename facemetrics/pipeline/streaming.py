@@ -223,8 +223,10 @@ def build_inception_record(ctx: DistContext, inc: list[str], rl, fk, ex: Feature
     from facemetrics.record import build_record, source_info
 
     fp = ex.fingerprint()
+    from facemetrics.pipeline.sides import approximate_protocol
+
     protocol = {"preset": opts.preset, "extractor": fp.get("extractor"), "weights_sha256": fp.get("weights_sha256"),
-                "dims": fk.stats.dims, "seed": opts.seed, "network": fp.get("network")}
+                "dims": fk.stats.dims, "seed": opts.seed, "network": fp.get("network"), **approximate_protocol(fp)}
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
         results = ctx.on_main("computing FID/KID/IS", lambda: inception_results(
@@ -279,7 +281,7 @@ class Metrics:
             _warnings.simplefilter("always")
             opts["progress"] = o.progress and ctx.is_main
             self._ex, self._fp = ctx.run_agreed("finding the feature extractor", lambda: load_inception_extractor(
-                self.wanted, o.extractor, o.preset, o.inception_weights))
+                self.wanted, o.extractor, o.preset, o.inception_weights, o.precision))
             self._real = side_features(resolve_input(real, "REAL"), self._ex, "REAL", opts, ctx,
                                        features="kid" in self.wanted, logits=False) if need_real else None
         self._notes = [str(w.message) for w in caught]

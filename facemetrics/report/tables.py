@@ -241,6 +241,17 @@ def _decimals(metric: str) -> int:
     return METRIC_INFO.get(metric, ("", True, 4))[2]
 
 
+def _refuse_mixed_exactness(records: list[LoadedRecord]) -> None:
+    """Approximate numbers (``"exact": false`` in the protocol, e.g. ``--precision bf16``) never share a
+    table with exact ones, not even with ``--force``: their difference is the approximation's."""
+    approx = [r.path for r in records if (r.record.get("protocol") or {}).get("exact") is False]
+    if approx and len(approx) < len(records):
+        raise FacemetricsError(
+            f"refusing to compare approximate records ({', '.join(approx)}: \"exact\": false, e.g. --precision "
+            "bf16) with exact ones; re-score them with --precision fp32 or report the two groups separately",
+            "RECORDS")
+
+
 def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: bool = False,
                 metrics: list[str] | None = None) -> ReportTable:
     """The comparison table of ``records`` (see the module docstring for the rules)."""
@@ -248,6 +259,7 @@ def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: 
 
     if not records:
         raise FacemetricsError("no records given", "RECORDS")
+    _refuse_mixed_exactness(records)
     labels = [_label_of(r) for r in records]
     counts: dict[str, int] = {}
     for lb in labels:
