@@ -54,6 +54,7 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     from facemetrics.imaging.images import pixel_limit
     from facemetrics.metrics.registry import resolve
     from facemetrics.imaging.resize import check_preset
+    from facemetrics.metrics.uncertainty import check_level
 
     from facemetrics.imaging.inputs import is_path, resolve_input
 
@@ -61,6 +62,7 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     specs = resolve(opts.metrics)
     check_preset(opts.preset)
     check_device(opts.device)
+    check_level(opts.ci, opts.ci_draws)
     if opts.real_stats_preset is not None and not (is_path(real) and Path(real).suffix.lower() == ".npz"):
         raise FacemetricsError(f"{FOREIGN_STATS_FLAG} describes a statistics .npz given as REAL; REAL {real} is "
                                f"not one: drop {FOREIGN_STATS_FLAG}", FOREIGN_STATS_FLAG)

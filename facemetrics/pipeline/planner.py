@@ -127,10 +127,11 @@ def _read_real_stats(plan: Plan) -> None:
         raise FacemetricsError(f"REAL {plan.real} is a statistics file, but role(s) {', '.join(other)} need "
                                "its images", "REAL")
     ex = plan.extractors["inception"]
-    rows = any(n.form == "rows" for n in needs)
+    rows = any(n.form == "rows" and not n.optional for n in needs)  # optional rows: used if the file has them
     plan.real_stats = load_side(plan.real, ex, "REAL", {}, plan.ctx, features=rows, logits=False,
                                 foreign_preset=plan.opts.real_stats_preset)
-    by_rows = [s.name.upper() for s in plan.specs if any(n.form == "rows" and "real" in n.sides for n in s.needs)]
+    by_rows = [s.name.upper() for s in plan.specs
+               if any(n.form == "rows" and not n.optional and "real" in n.sides for n in s.needs)]
     if by_rows and plan.real_stats.features is None:
         raise FacemetricsError(
             f"{', '.join(by_rows)} needs per-image features and {plan.real} holds statistics only; re-create it "
