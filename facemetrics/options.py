@@ -77,6 +77,9 @@ class ScoreOptions(ExtractOptions):
     matcher: str | None = opt(None, "Image–text matcher for rprec/clipscore: clip:ARCH:TAG, clip:ARCH:PATH, "
                                     "clip:PATH or damsm:CHECKPOINT.", metavar="SPEC")
     label: str | None = opt(None, "Run/model name stored in the record (used by `report`).")
+    keep_rows: str | None = opt(None, "Also write the per-sample values and Inception features to this .npz (the "
+                                      "record names it), for `facemetrics compare`.", path=True,
+                                metavar="FILE.npz")
     real_stats_preset: str | None = opt(
         None, "REAL is a .npz with only mu and sigma (pytorch-fid, clean-fid): assert it was made with this "
               "preset (must equal --preset) and the standard 2048-d FID Inception pool3 features. FID only; "

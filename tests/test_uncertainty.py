@@ -234,3 +234,41 @@ def test_is_inf_closer_to_population_is_than_is_at_n():
         err_inf.append(is_infinity(lg, seed=seed).value - truth)
     assert np.mean(err_n) < 0 and abs(np.mean(err_inf)) < 0.5 * abs(np.mean(err_n)), (err_inf, err_n)
     assert np.mean(np.abs(err_inf)) < 0.7 * np.mean(np.abs(err_n)), (err_inf, err_n)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_cli_shows_intervals_records_them_and_ci_zero_removes_them(lfw_small, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from facemetrics.cli.main import cli
+
+    a, b = (str(p) for p in lfw_small)
+    out = tmp_path / "rec.json"
+    r = CliRunner().invoke(cli, ["score", a, b, "--metrics", "fid,kid,fid_inf", "--kid-subset-size", "4",
+                                 "--ci", "0.9", "--ci-draws", "20", "--seed", "2", "-q", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    fid_line = next(line for line in r.stdout.splitlines() if line.startswith("fid ↓"))
+    rec = json.loads(out.read_text())
+    ci = rec["metrics"]["fid"]["ci"]
+    assert f"[{ci['lo']:.4g}, {ci['hi']:.4g}]" in fid_line and "90% intervals" in r.stdout
+    assert ci["draws"] == 20 and ci["seed"] == 2 and ci["level"] == 0.9 and ci["subsample"] == {"real": 6, "fake": 6}
+    assert rec["metrics"]["kid"]["ci"]["method"].startswith("subsampling")
+    assert len(rec["metrics"]["fid_inf"]["details"]["sizes"]) >= 3
+    r0 = CliRunner().invoke(cli, ["score", a, b, "--metrics", "fid", "--ci", "0", "-q", "--json", "-"])
+    assert r0.exit_code == 0, r0.output
+    rec0 = json.loads(r0.stdout)
+    assert rec0["metrics"]["fid"]["ci"] is None and rec0["metrics"]["fid"]["value"] == rec["metrics"]["fid"]["value"]
+    r0t = CliRunner().invoke(cli, ["score", a, b, "--metrics", "fid", "--ci", "0", "-q"])
+    assert "[" not in r0t.stdout.splitlines()[0] and "intervals" not in r0t.stdout
+    bad = CliRunner().invoke(cli, ["score", a, b, "--ci", "1.5", "-q"])
+    assert bad.exit_code == 2 and "--ci" in bad.output
+    # REAL as statistics without features: only FAKE subsampled, and the record says so
+    npz = tmp_path / "real.npz"
+    assert CliRunner().invoke(cli, ["stats", a, "-o", str(npz), "-q"]).exit_code == 0
+    rs = CliRunner().invoke(cli, ["score", str(npz), b, "--metrics", "fid", "--ci-draws", "10", "-q", "--json", "-"])
+    assert rs.exit_code == 0, rs.output
+    ci = json.loads(rs.stdout)["metrics"]["fid"]["ci"]
+    assert ci["sides"] == ["fake"] and "only FAKE" in ci["note"]

@@ -281,3 +281,81 @@ def attach(result: Any, ci: dict[str, Any] | None) -> Any:
     """``result.ci = ci``; returns the result."""
     result.ci = ci
     return result
+
+
+# --------------------------------------------------------------------------- paired comparison of two runs
+
+def sign_flip_p(d: np.ndarray, statistic: Callable[..., np.ndarray], draws: int, seed: int) -> float:
+    """Two-sided p-value of 'no difference' for paired differences ``d`` by random sign flips.
+
+    Under H₀ (A and B exchangeable within each pair) every dᵢ is as likely as −dᵢ; with
+    ``draws`` seeded flips s ∈ {−1, 1}ⁿ, p = (1 + #{|T(s·d)| ≥ |T(d)|}) / (draws + 1), T the statistic
+    (a Monte-Carlo permutation test: exact in level for any n).
+    """
+    d = np.asarray(d, dtype=np.float64)
+    obs = abs(float(statistic(d)))
+    rng = np.random.default_rng(seed)
+    count, done = 0, 0
+    chunk = max(1, (1 << 22) // max(len(d), 1))
+    while done < draws:
+        k = min(chunk, draws - done)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(k, len(d)))
+        count += int((np.abs(statistic(signs * d, axis=-1)) >= obs * (1 - 1e-12)).sum())
+        done += k
+    return (1 + count) / (draws + 1)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, cfg: CISettings,
+                     statistic: Callable[..., np.ndarray] | None = None, statistic_name: str = "mean",
+                     what: str = "metric") -> dict[str, Any]:
+    """B − A of a per-sample metric over the same pairs: the statistic of dᵢ = bᵢ − aᵢ, its percentile
+    bootstrap interval (pairs resampled together) and the sign-flip p-value (:func:`sign_flip_p`)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values must have one shape, got {a.shape} and {b.shape}")
+    stat = statistic or (lambda x, axis=-1: np.mean(x, axis=axis))
+    d = b - a
+    ci = bootstrap_interval(d, cfg, stat, statistic_name, what)
+    p = sign_flip_p(d, stat, cfg.bootstrap_draws, cfg.seed)
+    return {"diff": float(stat(d)), "ci": ci, "p_value": p,
+            "test": f"paired sign-flip permutation test of the {statistic_name} of B - A "
+                    f"({cfg.bootstrap_draws} seeded flips, two-sided)", "n": int(len(d))}
+
+
+def paired_subsample(theta_a: float, theta_b: float, stat_a: Callable[[np.ndarray, np.ndarray], float],
+                     stat_b: Callable[[np.ndarray, np.ndarray], float], n_real: int, n_fake_a: int, n_fake_b: int,
+                     cfg: CISettings, fraction: float = SUBSAMPLE_FRACTION) -> dict[str, Any]:
+    """B − A of a two-sample metric (FID, KID) by joint subsampling with one REAL shared by both runs.
+
+    Each of ``draws`` draws takes one REAL subsample R (used by both runs) and one FAKE index draw F
+    (used by both when the FAKE sets have one size, as for two generators on one manifest; separate
+    draws otherwise), each of ⌊f·n⌋ without replacement, and computes Δ*_b = θ_B(R, F_B) − θ_A(R, F_A).
+    With Δ̂ = θ_B − θ_A and c = √(m/(n − m)) (as in :func:`subsample_interval`), the interval is
+    [Δ̂ − c·q_{1−α/2}, Δ̂ − c·q_{α/2}] of δ = Δ* − Δ̂, and the two-sided p-value of Δ = 0 is the
+    subsampling test's p = (1 + #{|c·δ_b| ≥ |Δ̂|}) / (draws + 1): how often the rescaled sampling
+    spread of Δ̂ reaches the observed difference (Politis & Romano 1994). The smallest p possible
+    is 1/(draws + 1): use more draws (``--draws``) for small p-values.
+    """
+    n = {"real": n_real, "fake_a": n_fake_a, "fake_b": n_fake_b}
+    if _too_few("the paired comparison", n, MIN_SUBSAMPLE_ITEMS):
+        raise FacemetricsError("a subsampling comparison needs at least 4 images per side", "RUN_A")
+    m = subsample_sizes(n, fraction)
+    scale = fpc_scale(n, m)
+    shared = n_fake_a == n_fake_b
+    rng = np.random.default_rng(cfg.seed)
+    draws = cfg.subsample_draws
+    deltas = np.empty(draws)
+    for b in range(draws):
+        r = np.sort(rng.choice(n_real, m["real"], replace=False))
+        fa = np.sort(rng.choice(n_fake_a, m["fake_a"], replace=False))
+        fb = fa if shared else np.sort(rng.choice(n_fake_b, m["fake_b"], replace=False))
+        deltas[b] = stat_b(r, fb) - stat_a(r, fa)
+    diff = float(theta_b - theta_a)
+    lo, hi = basic_interval(diff, deltas, cfg.level, scale)
+    p = (1 + int((np.abs(scale * (deltas - diff)) >= abs(diff)).sum())) / (draws + 1)
+    ci = {"lo": lo, "hi": hi, "level": cfg.level, "method": "joint subsampling without replacement (basic interval)",
+          "draws": draws, "seed": cfg.seed, "fraction": fraction, "subsample": dict(m), "of": dict(n),
+          "rescale": "sqrt(m/(n-m))", "scale": scale, "real": "one REAL draw shared by A and B",
+          "fake": "one index draw shared by A and B" if shared else "separate draws"}
+    return {"diff": diff, "ci": ci, "p_value": p, "n": None,
+            "test": f"subsampling test of B - A = 0 ({draws} joint draws, two-sided)"}
