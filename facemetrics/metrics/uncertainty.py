@@ -19,8 +19,9 @@ The rescaling c is the finite-population form of Politis & Romano's √(m/n): a 
 n items without replacement has Var(θ*_m | data) ≈ σ²(1/m − 1/n) = σ²(n − m)/(mn), while
 Var θ̂ ≈ σ²/n, so the ratio of the spreads is √(m/(n − m)) (the delete-d jackknife factor of
 Shao & Wu 1989 with d = n − m). At f = 1/2, c = 1; the textbook √(m/n) = 0.71 assumes
-m/n → 0 and, at m = n/2, gives intervals that are 29 % too short (coverage of a nominal
-95 % interval about 83 %, measured in ``tests/test_uncertainty.py``). With several sides,
+m/n → 0 and, at m = n/2, gives intervals that are 29 % too short (4-d Gaussians with
+closed-form FID, n = 1000, 400 data sets, B = 50: a nominal 90 % interval covered 88 % with
+√(m/(n − m)) and 72 % with √(m/n); nominal 95 %: 94 %; see ``tests/test_uncertainty.py``). With several sides,
 c uses the mean of m_s/(n_s − m_s) (all equal to 1 at f = 1/2 for even n_s).
 
 The interval is *not* centred on the subsample mean: FID is biased upwards by about s/n,
