@@ -58,6 +58,7 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     from facemetrics.imaging.images import pixel_limit
     from facemetrics.metrics.registry import resolve
     from facemetrics.imaging.resize import check_preset
+    from facemetrics.metrics.uncertainty import check_level
 
     from facemetrics.imaging.inputs import is_path, resolve_input
 
@@ -65,9 +66,15 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     specs = resolve(opts.metrics)
     check_preset(opts.preset)
     check_device(opts.device)
+    check_level(opts.ci, opts.ci_draws)
+    if opts.keep_rows and not str(opts.keep_rows).endswith(".npz"):
+        raise FacemetricsError(f"--keep-rows must name an .npz file, got {opts.keep_rows}", "--keep-rows")
     if opts.real_stats_preset is not None and not (is_path(real) and Path(real).suffix.lower() == ".npz"):
         raise FacemetricsError(f"{FOREIGN_STATS_FLAG} describes a statistics .npz given as REAL; REAL {real} is "
                                f"not one: drop {FOREIGN_STATS_FLAG}", FOREIGN_STATS_FLAG)
+    if opts.keep_rows and not (is_path(real) and is_path(fake)):
+        raise FacemetricsError("--keep-rows is for image folders/zips (in-memory sides have no pairs to key "
+                               "the rows by)", "--keep-rows")
     real, fake = resolve_input(real, "REAL"), resolve_input(fake, "FAKE")
     # --no-cache: nothing touches the cache folder
     with cache_disabled(not opts.cache), pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
@@ -85,10 +92,19 @@ def _score(ctx, real: Any, fake: Any, specs: list, opts: ScoreOptions) -> dict[s
         outcome = planner.run(plan)
         results = planner.compute(plan, outcome)
     notes = outcome.notes + [str(w.message) for w in caught]
+
+    def record() -> dict[str, Any]:
+        rec = build_record(real=outcome.sources.get("real"), fake=outcome.sources.get("fake"),
+                           protocol=plan.protocol, metrics=results, warnings=list(dict.fromkeys(notes)),
+                           failed_images=outcome.failed, label=opts.label)
+        if opts.keep_rows:  # per-sample values and features for `facemetrics compare`
+            from facemetrics.report.compare import write_rows
+
+            rec["rows"] = write_rows(opts.keep_rows, outcome.inputs, results)
+        return rec
+
     # rank 0's record (its warnings and time stamp) is every rank's record
-    return ctx.on_main("building the record", lambda: build_record(
-        real=outcome.sources.get("real"), fake=outcome.sources.get("fake"), protocol=plan.protocol,
-        metrics=results, warnings=list(dict.fromkeys(notes)), failed_images=outcome.failed, label=opts.label))
+    return ctx.on_main("building the record", record)
 
 
 def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs: Any):

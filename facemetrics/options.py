@@ -62,11 +62,16 @@ class ExtractOptions:
 class ScoreOptions(ExtractOptions):
     """Everything ``score`` takes besides REAL and FAKE."""
 
-    metrics: str = opt("fid", "Comma-separated: fid, kid, is, fsd, fss, rprec, clipscore.")
+    metrics: str = opt("fid", "Comma-separated: fid, kid, is, fsd, fss, rprec, clipscore, fid_inf, is_inf.")
     seed: int = opt(0, "Seed of every random draw (KID subsets, IS splits, R-precision negatives).")
     kid_subsets: int = opt(100, min=1)
     kid_subset_size: int = opt(1000, min=2)
     is_splits: int = opt(10, min=1)
+    ci: float = opt(0.95, "Confidence level of the interval shown and recorded with every metric (0: no interval); "
+                          "FID/KID by seeded subsampling, per-sample metrics by percentile bootstrap.",
+                    metavar="LEVEL")
+    ci_draws: int | None = opt(None, "Draws of the intervals.", min=2, metavar="B",
+                               show_default="50 subsamples for FID/KID, 1000 bootstrap resamples for the others")
     pairs: str | None = opt(None, "Pairs manifest (.jsonl/.csv: fake, caption, real, identity) for fsd, fss, "
                                   "rprec, clipscore.", path=True)
     face_model: str = opt("dlib", "Face embedder for FSD/FSS: dlib or facenet.")
@@ -76,6 +81,9 @@ class ScoreOptions(ExtractOptions):
     matcher: str | None = opt(None, "Image–text matcher for rprec/clipscore: clip:ARCH:TAG, clip:ARCH:PATH, "
                                     "clip:PATH or damsm:CHECKPOINT.", metavar="SPEC")
     label: str | None = opt(None, "Run/model name stored in the record (used by `report`).")
+    keep_rows: str | None = opt(None, "Also write the per-sample values and Inception features to this .npz (the "
+                                      "record names it), for `facemetrics compare`.", path=True,
+                                metavar="FILE.npz")
     real_stats_preset: str | None = opt(
         None, "REAL is a .npz with only mu and sigma (pytorch-fid, clean-fid): assert it was made with this "
               "preset (must equal --preset) and the standard 2048-d FID Inception pool3 features. FID only; "

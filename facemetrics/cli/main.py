@@ -181,6 +181,10 @@ from facemetrics.cli.merge import merge_stats  # noqa: E402  (light: click only)
 
 cli.add_command(merge_stats)
 
+from facemetrics.cli.compare import compare as _compare_command  # noqa: E402  (light: click only)
+
+cli.add_command(_compare_command)
+
 
 def main() -> None:
     cli(prog_name="facemetrics")

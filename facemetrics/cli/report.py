@@ -28,6 +28,18 @@ def _run(fn):
         raise click.UsageError(str(e), ctx=click.get_current_context(silent=True)) from None
 
 
+def _load_compare(path: Path) -> dict:
+    import json
+
+    try:
+        res = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise FacemetricsError(f"cannot read comparison {path}: {e}", "--compare") from None
+    if not isinstance(res, dict) or res.get("schema") != "facemetrics.compare/1":
+        raise FacemetricsError(f"{path} is not a `facemetrics compare --json` result", "--compare")
+    return res
+
+
 @click.command("report")
 @click.argument("records", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RECORDS...")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "html"]), default="markdown",
@@ -44,10 +56,13 @@ def _run(fn):
               help="Folder/zip of the generated images named in --grid.")
 @click.option("--real", "real_root", type=click.Path(path_type=Path), default=None,
               help="Root of relative real-image paths in --grid.")
+@click.option("--compare", "comparisons", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="CMP.json", help="Results of `facemetrics compare --json`: mark B's significant "
+              "differences from A with * (repeatable).")
 @click.option("--title", default="facemetrics report", show_default=True, help="HTML page title.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here (atomically) instead of stdout.")
-def report(records, fmt, sort, metrics, force, curves, grid, fake_root, real_root, title, output):
+def report(records, fmt, sort, metrics, force, curves, grid, fake_root, real_root, comparisons, title, output):
     """Compare scoring records (JSON from `facemetrics score --json`): one row per run, one column per metric.
 
     RECORDS are record files or folders (every record *.json below). Columns never
@@ -62,7 +77,8 @@ def report(records, fmt, sort, metrics, force, curves, grid, fake_root, real_roo
         if grid and fake_root is None:
             raise FacemetricsError("--grid needs --fake (the folder of the generated images)", "--fake")
         wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-        table = build_table(load_records(list(records)), sort=sort, force=force, metrics=wanted)
+        cmps = [_load_compare(c) for c in comparisons]
+        table = build_table(load_records(list(records)), sort=sort, force=force, metrics=wanted, comparisons=cmps)
         images = []
         if curves:
             from facemetrics.report.plots import plot_curves
@@ -82,7 +98,7 @@ def report(records, fmt, sort, metrics, force, curves, grid, fake_root, real_roo
 
 @click.group("plot")
 def plot() -> None:
-    """PNG figures: training curves, sample grids."""
+    """PNG figures: training curves, sample grids, the FID∞/IS∞ fit."""
 
 
 @plot.command("curves")
@@ -121,6 +137,25 @@ def grid_cmd(fake, pairs, real_root, samples, cols, cell, seed, output):
 
         img = grid_from_manifest(pairs, fake, real_root, n=samples, seed=seed, cell=cell, cols=cols)
         _emit(png_bytes(img), output)
+        click.echo(str(output))
+
+    _run(go)
+
+
+@plot.command("fid-inf")
+@click.argument("record", type=click.Path(dir_okay=False, path_type=Path), metavar="RECORD.json")
+@click.option("--metrics", default=None, metavar="LIST", help="fid_inf, is_inf [default: those in the record].")
+@click.option("--dpi", type=click.IntRange(min=30, max=600), default=100, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .png.")
+def fid_inf_cmd(record, metrics, dpi, output):
+    """FID (and IS) at the sample sizes of a record's fid_inf (is_inf) against 1/N, with the fitted line."""
+    def go():
+        from facemetrics.report.plots import plot_extrapolation
+        from facemetrics.report.tables import load_records
+
+        rec = load_records([record])[0].record
+        wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+        _emit(plot_extrapolation(rec, wanted, dpi=dpi), output)
         click.echo(str(output))
 
     _run(go)

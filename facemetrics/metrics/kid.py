@@ -12,22 +12,44 @@ clean-fid's and StyleGAN2-ADA's estimator; unlike clean-fid, the draws are seede
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
 from facemetrics.result import MetricResult
 
 
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD² of two equal-size samples under the cubic polynomial kernel."""
+def cubic_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """k(xᵢ, yⱼ) = (xᵢᵀyⱼ / d + 1)³ for all row pairs (float64)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    m, d = x.shape
-    kxx = (x @ x.T / d + 1) ** 3
-    kyy = (y @ y.T / d + 1) ** 3
-    kxy = (x @ y.T / d + 1) ** 3
+    return (x @ y.T / x.shape[1] + 1) ** 3
+
+
+def mmd2_from_kernels(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    """Unbiased MMD² of two equal-size samples from their m × m kernel matrices."""
+    m = kxx.shape[0]
     within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
     return float(within - 2.0 * kxy.sum() / (m * m))
+
+
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD² of two equal-size samples under the cubic polynomial kernel."""
+    return mmd2_from_kernels(cubic_kernel(x, x), cubic_kernel(y, y), cubic_kernel(x, y))
+
+
+def subset_values(n_real: int, n_fake: int, mmd2: Callable[[np.ndarray, np.ndarray], float], *, subsets: int,
+                  size: int, seed: int) -> np.ndarray:
+    """``mmd2(fake_index, real_index)`` on each of ``subsets`` seeded draws of ``size`` indices per side
+    (fake first, then real, without replacement, from ``numpy.random.default_rng(seed)``)."""
+    rng = np.random.default_rng(seed)
+    vals = np.empty(subsets)
+    for s in range(subsets):
+        fi = rng.choice(n_fake, size, replace=False)
+        ri = rng.choice(n_real, size, replace=False)
+        vals[s] = mmd2(fi, ri)
+    return vals
 
 
 def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: int = 1000,
@@ -39,12 +61,8 @@ def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: 
         raise FacemetricsError(f"KID needs at least 2 images on each side (real {n1}, fake {n2})")
     if subsets < 1:
         raise FacemetricsError("KID needs at least one subset", "--kid-subsets")
-    rng = np.random.default_rng(seed)
-    vals = np.empty(subsets)
-    for s in range(subsets):
-        x = fake[rng.choice(n2, m, replace=False)]
-        y = real[rng.choice(n1, m, replace=False)]
-        vals[s] = mmd2_unbiased(x, y)
+    vals = subset_values(n1, n2, lambda fi, ri: mmd2_unbiased(fake[fi], real[ri]), subsets=subsets, size=m,
+                         seed=seed)
     return MetricResult("kid", float(vals.mean()), higher_is_better=False, std=float(vals.std()), n=subsets,
                         details={"subsets": subsets, "subset_size": m, "seed": seed,
                                  "kernel": "(x.y/d+1)^3", "std_kind": "population over subsets"})
@@ -54,6 +72,7 @@ def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: 
 
 def _compute(inputs) -> dict[str, MetricResult]:
     from facemetrics.metrics.fid import inception_protocol
+    from facemetrics.metrics.uncertainty import ci_settings, kid_interval
 
     real, fake = inputs.row("real"), inputs.row("fake")
     if real is None:
@@ -64,6 +83,9 @@ def _compute(inputs) -> dict[str, MetricResult]:
     res = kid(real, fake, subsets=o.kid_subsets, subset_size=o.kid_subset_size, seed=o.seed)
     for k, v in inception_protocol(inputs).items():
         res.details.setdefault(k, v)
+    cfg = ci_settings(o)
+    if cfg.enabled:
+        res.ci = kid_interval(real, fake, res.value, cfg, subsets=o.kid_subsets, subset_size=o.kid_subset_size)
     return {"kid": res}
 
 

@@ -189,16 +189,23 @@ def r_precision(
             "std_kind": "population std over folds",
             "fold_values": [float(v) for v in fold_rates],
         },
+        samples=hits,
     )
 
 
 # --------------------------------------------------------------------------- registry spec
 
 def _compute(inputs) -> dict[str, MetricResult]:
+    from facemetrics.metrics.uncertainty import bootstrap_interval, ci_settings, fold_mean
+
     tp = inputs.paired["matcher"]
     r = r_precision(tp.image_emb, tp.caption_emb, tp.true_index, tp.image_ids, tp.identities,
                     n_negatives=tp.n_negatives, folds=tp.folds, seed=inputs.options.seed)
     r.details.update(tp.details)
+    cfg = ci_settings(inputs.options)
+    if cfg.enabled:
+        r.ci = bootstrap_interval(r.samples, cfg, fold_mean(tp.folds), f"mean of the {tp.folds} fold hit rates",
+                                  what="R-precision")
     return {"rprec": r}
 
 

@@ -64,6 +64,13 @@ class PairRecord:
     line: int | None = None
 
 
+def pair_key(p: PairRecord) -> str:
+    """What identifies a pair across runs of different generators on one manifest: its caption and the
+    file name of its real image (``compare`` aligns per-sample values of two runs by it)."""
+    real = Path(str(p.real)).name if p.real is not None else ""
+    return f"{p.caption or ''}\x1f{real}"
+
+
 def _listing(items: list[str]) -> str:
     shown = "; ".join(items[:_MAX_LISTED])
     more = len(items) - _MAX_LISTED

@@ -113,6 +113,8 @@ class FacePairs:
     fake: np.ndarray
     real: np.ndarray
     details: dict[str, Any]
+    #: :func:`~facemetrics.pairing.captions.pair_key` of each row's pair
+    keys: list[str] | None = None
 
 
 def score_face(pairs: Sequence[PairRecord] | None, fake_source: ImageSource, **kw: Any,
@@ -295,4 +297,6 @@ def pair_faces(
         "fake_unpaired": max(unpaired, 0),
         "failed_images": {"fake": [list(f) for f in fake_failed], "real": [list(f) for f in real_failed]},
     }
-    return FacePairs(np.stack(g_rows), np.stack(r_rows), details), warnings
+    from facemetrics.pairing.captions import pair_key
+
+    return FacePairs(np.stack(g_rows), np.stack(r_rows), details, [pair_key(p) for p in kept]), warnings

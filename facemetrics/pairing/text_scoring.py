@@ -156,6 +156,8 @@ class TextPairs:
     n_negatives: int
     folds: int
     details: dict[str, Any]
+    #: :func:`~facemetrics.pairing.captions.pair_key` of each generated image's pair
+    keys: list[str] | None = None
 
 
 def score_text(pairs: list["PairRecord"], fake_source: "ImageSource", *, metrics: set[str] | frozenset[str],
@@ -252,4 +254,7 @@ def pair_texts(
             f"caption text (and the same identity when given)"
         )
     details = {"matcher": fp, "truncated_captions": n_long}
-    return TextPairs(img_emb, cap_emb, t_idx, image_ids, identities, n_negatives, folds, details), warnings
+    from facemetrics.pairing.captions import pair_key
+
+    return TextPairs(img_emb, cap_emb, t_idx, image_ids, identities, n_negatives, folds, details,
+                     [pair_key(p) for p in use]), warnings

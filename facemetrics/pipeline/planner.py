@@ -179,10 +179,11 @@ def _read_real_stats(plan: Plan) -> None:
         raise FacemetricsError(f"REAL {plan.real} is a statistics file, but role(s) {', '.join(other)} need "
                                "its images", "REAL")
     ex = plan.extractors["inception"]
-    rows = any(n.form == "rows" for n in needs)
+    rows = any(n.form == "rows" and not n.optional for n in needs)  # optional rows: used if the file has them
     plan.real_stats = load_side(plan.real_in, ex, "REAL", {}, plan.ctx, features=rows, logits=False,
                                 foreign_preset=plan.opts.real_stats_preset)
-    by_rows = [s.name.upper() for s in plan.specs if any(n.form == "rows" and "real" in n.sides for n in s.needs)]
+    by_rows = [s.name.upper() for s in plan.specs
+               if any(n.form == "rows" and not n.optional and "real" in n.sides for n in s.needs)]
     if by_rows and plan.real_stats.features is None:
         raise FacemetricsError(
             f"{', '.join(by_rows)} needs per-image features and {plan.real} holds statistics only; re-create it "
@@ -205,7 +206,8 @@ def _plan_sides(plan: Plan) -> None:
     plan.fake_roles = [r for r in plan.extractors if any(n.role == r for n in
                                                          _needs(specs, "fake", ("stats", "rows", "paired")))]
     real_generic = list(dict.fromkeys(n.role for n in _needs(specs, "real")))
-    plan.rows = {(side, n.role, n.output) for side in ("real", "fake") for n in _needs(specs, side, ("rows",))}
+    plan.rows = {(side, n.role, n.output) for side in ("real", "fake") for n in _needs(specs, side, ("rows",))
+                 if n.wanted(plan.opts)}
     if not real_generic or plan.real_stats is not None:
         return
     plan.real_src = _source(ctx, plan.real_in, "REAL")

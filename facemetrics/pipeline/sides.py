@@ -200,20 +200,16 @@ def load_inception_extractor(inc: list[str], extractor: str | None, preset: str,
     return e, e.fingerprint()
 
 
-def inception_results(inc: list[str], rl: SideFeatures | None, fk: SideFeatures, ex: FeatureExtractor, *,
-                      preset: str, seed: int, kid_subsets: int, kid_subset_size: int,
-                      is_splits: int) -> dict[str, MetricResult]:
+def inception_results(inc: list[str], rl: SideFeatures | None, fk: SideFeatures, ex: FeatureExtractor,
+                      opts: Any) -> dict[str, MetricResult]:
     """The registered specs of ``inc`` (fid/kid/is) on REAL ``rl`` (None for IS alone) and FAKE ``fk``.
 
-    For callers that hold :class:`SideFeatures` (the in-memory and streaming paths); the
-    numbers come from the same spec compute functions as :func:`score`'s.
+    For callers that hold :class:`SideFeatures` (the streaming accumulator); ``opts`` is the
+    run's :class:`~facemetrics.options.ScoreOptions`. The numbers come from the same spec
+    compute functions as :func:`facemetrics.score`'s.
     """
-    from types import SimpleNamespace
-
     from facemetrics.metrics.registry import MetricInputs, compute_all, resolve
 
-    opts = SimpleNamespace(preset=preset, seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                           is_splits=is_splits)
     inputs = MetricInputs(options=opts, extractors={"inception": ex})
     for name, sf in (("real", rl), ("fake", fk)):
         if sf is None:

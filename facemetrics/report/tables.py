@@ -6,8 +6,12 @@ Pure functions: records (JSON dicts, schema ``facemetrics.record/1``) → a
 * One row per record (run/model), labelled by the record's ``label`` or, when
   it has none, by its file (the parent folder for files named ``metrics.json``).
 * One column per metric, headed with ↑ (higher is better) or ↓; cells show
-  ``value ± std`` where the record has a std; a metric a record lacks is a blank
-  cell.
+  ``value [lo, hi]`` where the record has an interval (``score --ci``), else
+  ``value ± std`` where it has a std; a metric a record lacks is a blank cell.
+  The intervals' protocol (level, method, draws, seed) is listed with the column's.
+* With comparisons (``facemetrics compare --json`` results), a cell of run B gets
+  ``*`` when B differs significantly from A on that metric (p < 1 − level of the
+  comparison), and a note under the table says from which run, with the p-value.
 * A column never mixes protocols silently. For each metric the protocol is the
   set of fields that change its numbers: the record's preset, extractor,
   extractor weights sha256 and dims (Inception-type metrics), the real image set
@@ -39,6 +43,8 @@ METRIC_INFO: dict[str, tuple[str, bool, int]] = {
     "fss": ("FSS", True, 4),
     "rprec": ("R-precision", True, 4),
     "clipscore": ("CLIP score", True, 2),
+    "fid_inf": ("FID∞", False, 2),
+    "is_inf": ("IS∞", True, 3),
 }
 #: metrics that do not depend on the record's Inception protocol (preset, extractor, dims)
 _NO_RECORD_PROTOCOL = {"fsd", "fsd_l1", "fss", "rprec", "clipscore"}
@@ -70,6 +76,10 @@ class ReportTable:
     headers: dict[str, str]
     protocols: dict[str, str]  # metric -> shared protocol summary
     notes: list[str] = field(default_factory=list)  # differences accepted with force
+    #: significant differences of the comparisons given (``*`` in the cells)
+    significance: list[str] = field(default_factory=list)
+    #: per metric, per run label: the run's interval
+    cis: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- loading
@@ -228,13 +238,43 @@ def _metric_order(names: set[str]) -> list[str]:
     return known + sorted(names - set(known))
 
 
-def _fmt(value: float, std: float, decimals: int) -> str:
+def _fmt(value: float, std: float, decimals: int, ci: dict[str, Any] | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     s = f"{value:.{decimals}f}"
-    if std is not None and not (isinstance(std, float) and math.isnan(std)):
+    if ci and ci.get("lo") is not None and ci.get("hi") is not None:
+        s += f" [{ci['lo']:.{decimals}f}, {ci['hi']:.{decimals}f}]"
+    elif std is not None and not (isinstance(std, float) and math.isnan(std)):
         s += f" ± {std:.{decimals}f}"
     return s
+
+
+def _ci_protocol(rows: list[tuple[str, dict[str, Any]]], metric: str) -> str:
+    """The intervals' protocol of a column (level, method, draws, seed), each distinct one once."""
+    seen = []
+    for _, rec in rows:
+        ci = rec["metrics"][metric].get("ci")
+        if ci:
+            d = f"{100 * ci['level']:g}% intervals, {ci['method']}, {ci['draws']} draws, seed {ci['seed']}"
+            if d not in seen:
+                seen.append(d)
+    return "; ".join(seen)
+
+
+def _significance(comparisons: list[dict[str, Any]], labels: list[str]) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """``{(run label, metric): "*"}`` and notes for the significant differences of ``comparisons``."""
+    marks: dict[tuple[str, str], str] = {}
+    notes: list[str] = []
+    for c in comparisons:
+        la, lb = c["a"].get("label") or c["a"]["path"], c["b"].get("label") or c["b"]["path"]
+        if lb not in labels:
+            continue
+        for metric, m in c["metrics"].items():
+            if m.get("significant"):
+                marks[(lb, metric)] = "*"
+                notes.append(f"{lb} vs {la}, {metric}: B - A = {m['diff']:+.4g} [{m['ci']['lo']:.4g}, "
+                             f"{m['ci']['hi']:.4g}], p = {m['p_value']:.3g} ({m['better']} better)")
+    return marks, notes
 
 
 def _decimals(metric: str) -> int:
@@ -253,7 +293,7 @@ def _refuse_mixed_exactness(records: list[LoadedRecord]) -> None:
 
 
 def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: bool = False,
-                metrics: list[str] | None = None) -> ReportTable:
+                metrics: list[str] | None = None, comparisons: list[dict[str, Any]] | None = None) -> ReportTable:
     """The comparison table of ``records`` (see the module docstring for the rules)."""
     import pandas as pd
 
@@ -278,6 +318,7 @@ def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: 
 
     values = pd.DataFrame(index=pd.Index(labels, name="run"), columns=order, dtype=float)
     stds = values.copy()
+    cis: dict[tuple[str, str], dict[str, Any]] = {}
     headers, protocols, notes, refusals = {}, {}, [], []
     for metric in order:
         rows = [(lb, r.record) for lb, r in zip(labels, records) if (r.record.get("metrics") or {}).get(metric)]
@@ -293,8 +334,10 @@ def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: 
             m = rec["metrics"][metric]
             values.loc[lb, metric] = m.get("value") if m.get("value") is not None else math.nan
             stds.loc[lb, metric] = m.get("std") if m.get("std") is not None else math.nan
+            if m.get("ci"):
+                cis[(lb, metric)] = m["ci"]
         shared, diffs = _protocol_check(metric, headers[metric], rows)
-        protocols[metric] = shared
+        protocols[metric] = ", ".join(p for p in (shared, _ci_protocol(rows, metric)) if p)
         if diffs:
             (notes if force else refusals).append(f"{headers[metric]}: " + "; ".join(diffs))
     if refusals:
@@ -309,10 +352,15 @@ def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: 
         ranked = values[key].sort_values(ascending=not up, na_position="last", kind="stable")
         values, stds = values.loc[ranked.index], stds.loc[ranked.index]
 
+    marks, significance = _significance(comparisons or [], labels)
     display = pd.DataFrame(index=values.index, columns=[headers[m] for m in order], dtype=object)
     for m in order:
-        display[headers[m]] = [_fmt(v, s, _decimals(m)) for v, s in zip(values[m], stds[m])]
-    return ReportTable(values, stds, display, order, headers, protocols, notes)
+        display[headers[m]] = [_fmt(v, s, _decimals(m), cis.get((lb, m))) + marks.get((lb, m), "")
+                               for lb, v, s in zip(values.index, values[m], stds[m])]
+    by_metric: dict[str, dict[str, dict[str, Any]]] = {}
+    for (lb, m), ci in cis.items():
+        by_metric.setdefault(m, {})[lb] = ci
+    return ReportTable(values, stds, display, order, headers, protocols, notes, significance, by_metric)
 
 
 def _resolve_metric(name: str, order: list[str], headers: dict[str, str]) -> str:
@@ -347,17 +395,24 @@ def to_markdown(table: ReportTable) -> str:
         out += "\nProtocol (shared by every row of the column):\n\n" + "\n".join(proto) + "\n"
     if table.notes:
         out += "\nProtocols differ (tabulated with --force):\n\n" + "\n".join(f"- {n}" for n in table.notes) + "\n"
+    if table.significance:
+        out += ("\nSignificant differences (*, `facemetrics compare`):\n\n"
+                + "\n".join(f"- {n}" for n in table.significance) + "\n")
     return out
 
 
 def to_csv(table: ReportTable) -> str:
-    """Numbers at full precision: ``run``, then ``<metric>`` and ``<metric>_std`` per metric."""
+    """Numbers at full precision: ``run``, then ``<metric>`` and ``<metric>_std`` per metric (and
+    ``<metric>_lo``/``<metric>_hi`` where some run has an interval)."""
     import pandas as pd
 
     cols = {}
     for m in table.metrics:
         cols[m] = table.values[m]
         cols[f"{m}_std"] = table.stds[m]
+        if table.cis.get(m):
+            cols[f"{m}_lo"] = [table.cis[m].get(lb, {}).get("lo") for lb in table.values.index]
+            cols[f"{m}_hi"] = [table.cis[m].get(lb, {}).get("hi") for lb in table.values.index]
     df = pd.DataFrame(cols, index=table.values.index)
     return df.to_csv(index=True, lineterminator="\n")
 
@@ -384,6 +439,9 @@ def to_html(table: ReportTable, *, title: str = "facemetrics report",
     if table.notes:
         parts.append("<h2>Protocols differ (tabulated with --force)</h2><ul>"
                      + "".join(f"<li>{html.escape(n)}</li>" for n in table.notes) + "</ul>")
+    if table.significance:
+        parts.append("<h2>Significant differences (*)</h2><ul>"
+                     + "".join(f"<li>{html.escape(n)}</li>" for n in table.significance) + "</ul>")
     for caption, png in images or []:
         b64 = base64.b64encode(png).decode()
         parts.append(f"<h2>{html.escape(caption)}</h2><img alt=\"{html.escape(caption)}\" "
