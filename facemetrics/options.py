@@ -62,11 +62,15 @@ class ExtractOptions:
 class ScoreOptions(ExtractOptions):
     """Everything ``score`` takes besides REAL and FAKE."""
 
-    metrics: str = opt("fid", "Comma-separated: fid, kid, is, fsd, fss, rprec, clipscore, fid_inf, is_inf.")
+    metrics: str = opt("fid", "Comma-separated: fid, kid, is, fsd, fss, rprec, clipscore, precision, recall, "
+                             "density, coverage (Inception features; *_face on face embeddings), fd_face, kid_face, "
+                             "vendi_face, fid_inf, is_inf.")
     seed: int = opt(0, "Seed of every random draw (KID subsets, IS splits, R-precision negatives).")
     kid_subsets: int = opt(100, min=1)
     kid_subset_size: int = opt(1000, min=2)
     is_splits: int = opt(10, min=1)
+    pr_k: int = opt(3, "k of precision/recall's k-NN balls (Kynkäänniemi et al. 2019).", min=1)
+    dc_k: int = opt(5, "k of density/coverage's k-NN balls (Naeem et al. 2020).", min=1)
     ci: float = opt(0.95, "Confidence level of the interval shown and recorded with every metric (0: no interval); "
                           "FID/KID by seeded subsampling, per-sample metrics by percentile bootstrap.",
                     metavar="LEVEL")

@@ -50,6 +50,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "facemetrics.metrics.face",
     "facemetrics.metrics.rprecision",
     "facemetrics.metrics.clipscore",
+    "facemetrics.metrics.prdc",
+    "facemetrics.metrics.face_space",
     "facemetrics.metrics.extrapolated",
 )
 
@@ -99,6 +101,9 @@ class MetricInputs:
     paired: dict[str, Any] = field(default_factory=dict)
     #: per side, a human description used in messages (e.g. the REAL path)
     labels: dict[str, str] = field(default_factory=dict)
+    #: intermediate results shared by several specs of one run (e.g. the k-NN pass of precision/recall/
+    #: density/coverage), keyed by the spec module's own tuple
+    memo: dict[tuple, Any] = field(default_factory=dict)
 
     def stat(self, side: str, role: str = "inception", output: str = "pool"):
         return self.stats[(side, role, output)]

@@ -45,16 +45,28 @@ METRIC_INFO: dict[str, tuple[str, bool, int]] = {
     "clipscore": ("CLIP score", True, 2),
     "fid_inf": ("FID∞", False, 2),
     "is_inf": ("IS∞", True, 3),
+    "precision": ("Precision", True, 4),
+    "recall": ("Recall", True, 4),
+    "density": ("Density", True, 4),
+    "coverage": ("Coverage", True, 4),
+    "precision_face": ("Precision (face)", True, 4),
+    "recall_face": ("Recall (face)", True, 4),
+    "density_face": ("Density (face)", True, 4),
+    "coverage_face": ("Coverage (face)", True, 4),
+    "fd_face": ("FD (face)", False, 4),
+    "kid_face": ("KID (face)", False, 5),
+    "vendi_face": ("Vendi (face)", True, 2),
 }
 #: metrics that do not depend on the record's Inception protocol (preset, extractor, dims)
-_NO_RECORD_PROTOCOL = {"fsd", "fsd_l1", "fss", "rprec", "clipscore"}
+_NO_RECORD_PROTOCOL = {"fsd", "fsd_l1", "fss", "rprec", "clipscore", "precision_face", "recall_face", "density_face",
+                       "coverage_face", "fd_face", "kid_face", "vendi_face"}
 #: metrics that do not use the real image set
 _NO_REAL = {"is", "rprec", "clipscore"}
 #: metric details that are protocol (change the numbers), compared within a column
 DETAIL_PROTOCOL_KEYS = (
     "preset", "extractor", "weights_sha256", "dims", "logits",
     "matcher", "embedder", "face_model", "face_align", "norm",
-    "n_negatives", "folds", "splits", "subsets", "subset_size", "kernel",
+    "n_negatives", "folds", "splits", "subsets", "subset_size", "kernel", "k", "features",
 )
 
 
