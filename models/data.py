@@ -443,3 +443,25 @@ def make_loader(dataset: TrainSet, batch_size: int, seed: int, phase: int, start
         # a private generator: creating the iterator must not draw from the global RNG
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+# --------------------------------------------------------------------------- records in checkpoints
+
+def record_to_dict(r, root: Path | None) -> dict:
+    path = None if r.path is None else str(r.path)
+    rel = None
+    if r.path is not None and root is not None:
+        try:
+            rel = Path(r.path).relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            rel = None
+    return {"key": r.key, "path": path, "rel": rel, "identity": r.identity,
+            "captions": [[c.caption_id, c.text] for c in r.captions]}
+
+
+def record_from_dict(d: dict, root: str | None = None):
+    path = d["path"]
+    if root and d.get("rel"):
+        path = str(Path(root).resolve() / d["rel"])
+    return FaceRecord(d["key"], None if path is None else Path(path), d["identity"],
+                      tuple(Caption(t, i) for i, t in d["captions"]))

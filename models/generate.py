@@ -51,7 +51,7 @@ def read_caption_file(path: Path) -> list[dict]:
 
 
 def caption_rows(ck: dict, which: str, data_root: str | None) -> list[dict]:
-    from models.train import record_from_dict
+    from models.data import record_from_dict
 
     if which == "test":
         recs = [record_from_dict(d, data_root) for d in ck["test_records"]]

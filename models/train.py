@@ -39,7 +39,7 @@ from facemetrics.storage.atomic import atomic_write_text
 from facemetrics.errors import FacemetricsError
 from facemetrics.storage.torchfile import save_torch
 from models import config as C
-from models.data import load_records, make_loader, split_records
+from models.data import load_records, make_loader, record_to_dict, split_records
 from models.losses import clip_match_loss, d_loss, damsm_loss, g_adv_loss, kl_loss
 from models.parallel import SINGLE, Parallel, convert_for_parallel
 from models.system import CHECKPOINT_FORMAT, System, load_checkpoint, resolve_device
@@ -89,41 +89,6 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def record_to_dict(r, root: Path | None) -> dict:
-    path = None if r.path is None else str(r.path)
-    rel = None
-    if r.path is not None and root is not None:
-        try:
-            rel = Path(r.path).relative_to(Path(root).resolve()).as_posix()
-        except ValueError:
-            rel = None
-    return {"key": r.key, "path": path, "rel": rel, "identity": r.identity,
-            "captions": [[c.caption_id, c.text] for c in r.captions]}
-
-
-def record_from_dict(d: dict, root: str | None = None):
-    from models.data import Caption, FaceRecord
-
-    path = d["path"]
-    if root and d.get("rel"):
-        path = str(Path(root).resolve() / d["rel"])
-    return FaceRecord(d["key"], None if path is None else Path(path), d["identity"],
-                      tuple(Caption(t, i) for i, t in d["captions"]))
-
-
-def _tqdm():
-    try:
-        from tqdm import tqdm
-    except ImportError:  # minimal machines: no progress bar
-        class tqdm:  # noqa: N801
-            def __init__(self, iterable=None, *a, **k): self.iterable = iterable
-            def __iter__(self): return iter(self.iterable)
-            def update(self, n=1): pass
-            def set_postfix(self, *a, **k): pass
-            def close(self): pass
-    return tqdm
 
 
 class Trainer:
@@ -491,7 +456,7 @@ class Trainer:
 
     def run(self, stop_at: int | None = None, max_minutes: float | None = None) -> dict[str, Any]:
         """Train until ``train.steps`` GAN steps (or ``stop_at`` global step, or the time limit)."""
-        tqdm = _tqdm()
+        from tqdm import tqdm
 
         cfg = self.cfg
         t = cfg["train"]

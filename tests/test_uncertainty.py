@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from facemetrics.metrics.fid import CovFactor, frechet_distance
-from facemetrics.metrics.uncertainty import (CISettings, bootstrap_interval, fid_interval, fold_mean, gaussian_of_rows,
-                                             kid_interval, subsample_interval)
+from facemetrics.metrics.fid import fid_interval, gaussian_of_rows
+from facemetrics.metrics.kid import kid_interval
+from facemetrics.metrics.uncertainty import CISettings, bootstrap_interval, fold_mean, subsample_interval
 from facemetrics.stats import FeatureStats
 
 

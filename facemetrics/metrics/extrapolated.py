@@ -85,8 +85,7 @@ def _result(name: str, higher: bool, sizes: list[int], values: list[float], seed
 def fid_infinity(fake: np.ndarray, *, real: np.ndarray | None = None, real_stats: Any = None, seed: int = 0,
                  count: int = SIZES, lo: float = MIN_FRACTION) -> MetricResult:
     """FID∞ of FAKE's rows against REAL's rows (drawn too) or REAL's fixed statistics (module docstring)."""
-    from facemetrics.metrics.fid import frechet_distance
-    from facemetrics.metrics.uncertainty import gaussian_of_rows
+    from facemetrics.metrics.fid import frechet_distance, gaussian_of_rows
 
     fake = np.asarray(fake)
     n = {"fake": len(fake)} if real is None else {"real": len(real), "fake": len(fake)}

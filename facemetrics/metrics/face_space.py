@@ -63,8 +63,8 @@ def _protocol(inputs, real: np.ndarray | None, fake: np.ndarray) -> dict:
 
 
 def _fd_face(inputs) -> dict[str, MetricResult]:
-    from facemetrics.metrics.fid import frechet_distance
-    from facemetrics.metrics.uncertainty import ci_settings, fid_interval
+    from facemetrics.metrics.fid import fid_interval, frechet_distance
+    from facemetrics.metrics.uncertainty import ci_settings
     from facemetrics.stats import FeatureStats
 
     real, fake = _rows(inputs, "real"), _rows(inputs, "fake")
@@ -84,8 +84,8 @@ def _fd_face(inputs) -> dict[str, MetricResult]:
 
 
 def _kid_face(inputs) -> dict[str, MetricResult]:
-    from facemetrics.metrics.kid import kid
-    from facemetrics.metrics.uncertainty import ci_settings, kid_interval
+    from facemetrics.metrics.kid import kid, kid_interval
+    from facemetrics.metrics.uncertainty import ci_settings
 
     real, fake = _rows(inputs, "real"), _rows(inputs, "fake")
     o = inputs.options

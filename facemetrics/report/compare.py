@@ -142,8 +142,8 @@ def _aligned(ra: dict[str, np.ndarray], rb: dict[str, np.ndarray], name: str) ->
 # --------------------------------------------------------------------------- compare
 
 def _two_sample(name: str, a: dict, b: dict, ra: dict, rb: dict, cfg: Any) -> dict[str, Any]:
-    from facemetrics.metrics.uncertainty import gaussian_of_rows, paired_subsample
-    from facemetrics.metrics.fid import frechet_distance
+    from facemetrics.metrics.fid import frechet_distance, gaussian_of_rows
+    from facemetrics.metrics.uncertainty import paired_subsample
 
     for rec, rows, run in ((a, ra, "RUN_A"), (b, rb, "RUN_B")):
         if "features_real" not in rows or "features_fake" not in rows:
