@@ -154,3 +154,39 @@ def ensure_cleanfid_inception(target: Path = CLEANFID_INCEPTION) -> Path:
         raise ReferenceWeightsError(f"{target} (read by clean-fid) was rebuilt but does not hold the FID Inception "
                                     "layers")
     return target
+
+
+class _WithHead(torch.nn.Module):
+    """The packaged FID layers as ``.layers`` plus a logits head ``.output`` (the stock file's layout)."""
+
+    def __init__(self, layers, output):
+        super().__init__()
+        self.layers = layers
+        self.output = output
+
+    def forward(self, x):
+        return self.output(self.layers(x).reshape(-1, 2048))
+
+
+def write_stock_like_inception(path: str | os.PathLike, seed: int = 1008) -> tuple[Path, torch.nn.Linear]:
+    """A TorchScript shaped like the full ``inception-2015-12-05.pt`` (which cannot be had offline):
+    the packaged FID layers plus a ``Linear(2048, 1008)`` ``.output`` with seeded, non-zero weight and bias.
+
+    IS values computed with it are not the protocol's; its cost and the pool features are.
+    Returns the path and the head.
+    """
+    import warnings
+
+    from facemetrics.storage.torchfile import load_torchscript
+
+    layers = load_torchscript(packaged_fid_layers(), "Inception weights", None).net.layers
+    g = torch.Generator().manual_seed(seed)
+    head = torch.nn.Linear(2048, 1008)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(1008, 2048, generator=g) * 0.05)
+        head.bias.copy_(torch.randn(1008, generator=g) * 3.0 + 1.0)
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        torch.jit.script(_WithHead(layers, head)).save(str(path))
+    return path, head

@@ -2,7 +2,8 @@
 
 Real LFW faces (250×250, one ×2 upsampling) mixed with CelebA 89×109 images (three
 upsamplings, other sizes: the decoded images do not stack) and one image without a
-face (centred resize), through ``features.extract`` with 1, 2 and 3 workers.
+face (centred resize), through ``features.extract`` with 1, 2 and 3 workers (decoding in
+threads, or in forked decode processes).
 """
 from __future__ import annotations
 
@@ -39,9 +40,10 @@ def mixed(tmp_path_factory):
     return ImageSource(root.resolve(), "folder", tuple(sorted(x.name for x in root.iterdir())))
 
 
-def _dlib(src: ImageSource, workers: int, align: str = "auto", batch_size: int = 5) -> dict[str, np.ndarray]:
+def _dlib(src: ImageSource, workers: int, align: str = "auto", batch_size: int = 5,
+          workers_kind: str = "thread") -> dict[str, np.ndarray]:
     res = extract(src, [build_extractor("dlib", align=align)], workers=workers, batch_size=batch_size,
-                  cache=False, progress=False)
+                  cache=False, progress=False, workers_kind=workers_kind)
     assert res.names == list(src.names) and not res.failed
     return res.outputs["dlib"]
 
@@ -58,8 +60,8 @@ def test_same_embeddings_any_worker_count(mixed, align):
     assert ref["embedding"].shape == (len(mixed.names), 128)
     if align == "auto":
         assert 12 <= int(ref["detected"].sum()) < len(mixed.names)  # faces found, and the noise image not
-    for workers, batch in ((2, 5), (3, 32), (2, 1)):
-        out = _dlib(mixed, workers, align, batch)
+    for workers, batch, kind in ((2, 5, "thread"), (3, 32, "thread"), (2, 1, "thread"), (2, 7, "process")):
+        out = _dlib(mixed, workers, align, batch, kind)
         assert out["embedding"].dtype == np.float32
         np.testing.assert_array_equal(out["embedding"], ref["embedding"])
         np.testing.assert_array_equal(out["detected"], ref["detected"])
