@@ -69,10 +69,13 @@ def test_same_embeddings_any_worker_count(mixed, align):
 
 
 def test_one_pass_with_inception_beside(mixed):
-    """dlib in its processes beside Inception in this one: both outputs equal their separate runs."""
-    inc = build_extractor("inception")
-    both = extract(mixed, [inc, build_extractor("dlib")], workers=2, batch_size=8, cache=False, progress=False)
+    """dlib in its processes beside Inception in this one: both outputs equal their separate runs.
+
+    Inception runs first, so the dlib pool is forked from a process whose torch threads have started."""
     alone = extract(mixed, [build_extractor("inception")], workers=2, batch_size=8, cache=False, progress=False)
+    fd.shutdown_pool()
+    both = extract(mixed, [build_extractor("inception"), build_extractor("dlib")], workers=2, batch_size=8,
+                   cache=False, progress=False)
     np.testing.assert_array_equal(both.outputs["dlib"]["embedding"], _dlib(mixed, 1)["embedding"])
     np.testing.assert_array_equal(both.outputs["inception"]["pool"], alone.outputs["inception"]["pool"])
 
