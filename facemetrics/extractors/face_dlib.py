@@ -299,6 +299,7 @@ atexit.register(shutdown_pool)
 
 
 def _drop_broken_pool(executor: ProcessPoolExecutor) -> None:
+    """Forget a pool whose worker died, so that the next use starts a new one."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is not None and _POOL[1] is executor:
@@ -321,9 +322,12 @@ class DlibProcessRunner:
         _pool(workers, models)  # start the processes now, before the decode pass's threads
 
     def preprocessor(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        """What the decode workers run: the decoded image itself, contiguous uint8 (detection is here)."""
         return _as_uint8
 
     def submit(self, items: list[dict]) -> Callable[[], dict[str, np.ndarray]]:
+        """Hand ``items`` (from :meth:`preprocessor`) to the workers; the returned function gives their
+        ``embedding`` (N, 128) float32 and ``detected`` (N,) rows in order, waiting for them."""
         images = [it["image"] for it in items]
         executor = _pool(self.workers, self.models)
         size = max(1, min(CHUNK, math.ceil(len(images) / self.workers)))
@@ -347,6 +351,7 @@ class DlibProcessRunner:
 
     @staticmethod
     def _wait(fut: Future, executor: ProcessPoolExecutor) -> tuple[np.ndarray, np.ndarray]:
+        """A task's result; a dead worker becomes a :class:`FacemetricsError` (and a new pool next time)."""
         try:
             return fut.result()
         except BrokenProcessPool as e:
