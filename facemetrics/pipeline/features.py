@@ -6,8 +6,11 @@ resizing release the GIL, so decoding overlaps the network; or processes,
 ``workers_kind="process"``, for fast GPUs where one process cannot decode fast
 enough: forked like torch's DataLoader workers, they get the file names and send
 back the preprocessed arrays), batches the results per extractor and runs the
-networks in the calling thread. Per-extractor results are cached on disk
-(:mod:`facemetrics.storage.cache`); an extractor whose entry is cached is not run, and
+networks in the calling thread. An extractor with a
+:meth:`~facemetrics.extractors.base.FeatureExtractor.process_runner` for ``workers``
+(dlib, whose calls hold the GIL) instead gets its batches handed to its worker
+processes and collected at the end, so it runs beside the other networks.
+Per-extractor results are cached on disk (:mod:`facemetrics.storage.cache`); an extractor whose entry is cached is not run, and
 when all are cached no image is decoded at all. In-memory images
 (:class:`facemetrics.imaging.inputs.PixelSource`) skip decoding, not preprocessing: their
 H×W×3 uint8 arrays reach the same preprocessors, and their content key hashes
@@ -122,19 +125,24 @@ def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size
          ) -> tuple[list[str], list[tuple[str, str]], list[dict[str, np.ndarray]]]:
     from tqdm import tqdm
 
-    preps = [ex.preprocessor() for ex in extractors]
+    runners = [ex.process_runner(workers) for ex in extractors]
+    preps = [ex.preprocessor() if r is None else r.preprocessor() for ex, r in zip(extractors, runners)]
     names: list[str] = []
     failed: list[tuple[str, str]] = []
     pending: list[list[dict[str, np.ndarray]]] = [[] for _ in extractors]
     collected: list[dict[str, list[np.ndarray]]] = [collections.defaultdict(list) for _ in extractors]
+    handed: list[list] = [[] for _ in extractors]  # per runner: its batches' result functions, in order
 
     def flush(i: int) -> None:
         items = pending[i]
         if not items:
             return
-        batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
-        for k, v in extractors[i].forward(batch).items():
-            collected[i][k].append(np.asarray(v))
+        if runners[i] is not None:
+            handed[i].append(runners[i].submit(items))
+        else:
+            batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
+            for k, v in extractors[i].forward(batch).items():
+                collected[i][k].append(np.asarray(v))
         pending[i] = []
 
     window = max(2 * batch_size, 4 * workers)
@@ -163,6 +171,10 @@ def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size
                     flush(i)
         for i in range(len(extractors)):
             flush(i)
+        for i, results_of in enumerate(handed):
+            for result in results_of:
+                for k, v in result().items():
+                    collected[i][k].append(np.asarray(v))
     bar.close()
     outs = [{k: np.concatenate(v) for k, v in c.items()} for c in collected]
     return names, failed, outs
