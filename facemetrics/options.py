@@ -65,7 +65,8 @@ class ScoreOptions(ExtractOptions):
     metrics: str = opt("fid", "Comma-separated: fid, kid, is, fsd, fss, rprec, clipscore, precision, recall, "
                              "density, coverage (Inception features; *_face on face embeddings), fd_face, kid_face, "
                              "vendi_face, fid_inf, is_inf.")
-    seed: int = opt(0, "Seed of every random draw (KID subsets, IS splits, R-precision negatives, intervals, FID∞ sizes).")
+    seed: int = opt(0, "Seed of every random draw (KID subsets, IS splits, R-precision negatives, intervals, "
+                       "FID∞ sizes).")
     kid_subsets: int = opt(100, min=1)
     kid_subset_size: int = opt(1000, min=2)
     is_splits: int = opt(10, min=1)
