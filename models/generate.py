@@ -8,7 +8,6 @@ Output folder: one PNG per (caption, sample) named ``{i:05d}_{identity}_{caption
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from facemetrics.storage.atomic import atomic_write_text
+from facemetrics.storage.digest import file_sha256
 from facemetrics.errors import FacemetricsError
 
 
@@ -134,7 +134,7 @@ def generate(checkpoint: str, captions: str, out: str | Path, *, n_per_caption: 
         pairs.append(row)
     write_images(imgs, names, out)
     atomic_write_text(out / "pairs.jsonl", "".join(json.dumps(p) + "\n" for p in pairs))
-    h = hashlib.sha256(Path(ck["path"]).read_bytes()).hexdigest()
+    h = file_sha256(ck["path"])
     meta = {"checkpoint": ck["path"], "checkpoint_sha256": h, "variant": ck["variant"], "step": ck["step"],
             "gan_step": ck["gan_step"], "seed": seed, "ema": ema, "captions": captions, "n_captions": len(rows),
             "n_per_caption": n_per_caption, "n_images": len(names), "truncated_captions": n_long,

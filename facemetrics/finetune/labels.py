@@ -82,7 +82,6 @@ images each rule labels, and the tests pin them on handwritten captions.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -436,23 +435,11 @@ def encode_attributes(attrs: dict[str, str | None]) -> tuple[list[float], list[f
 
 def load_face2text(json_path: Path) -> dict[str, list[str]]:
     """``{LFW relative image path (.jpg): [captions]}`` from a Face2Text v0.1 JSON."""
-    try:
-        data = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise FacemetricsError(f"cannot read Face2Text captions {json_path}: {e}", "--labels") from None
-    if not isinstance(data, list):
-        raise FacemetricsError(f"{json_path} is not a Face2Text v0.1 list of images", "--labels")
+    from facemetrics.datasets.face2text import read_face2text
+
     out: dict[str, list[str]] = {}
-    for e in data:
-        try:
-            img = str(e["image"])
-            texts = [str(d["text"]) for d in e["descriptions"]]
-        except (KeyError, TypeError):
-            raise FacemetricsError(
-                f"{json_path}: entry without 'image'/'descriptions[].text': {str(e)[:80]}", "--labels"
-            ) from None
-        stem = img.rsplit(".", 1)[0] if "." in img else img
-        out.setdefault(stem + ".jpg", []).extend(texts)
+    for e in read_face2text(json_path, "0.1", "--labels")[1]:
+        out.setdefault(e.image, []).append(e.text)
     return out
 
 

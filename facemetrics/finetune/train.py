@@ -58,6 +58,7 @@ from facemetrics.nets.face_inception import (
 )
 from facemetrics.finetune.labels import LabelSet, load_labels
 from facemetrics.storage.torchfile import load_torch_dict, save_torch
+from facemetrics.storage.digest import file_sha256
 
 #: Config fields that may change between a run and its ``--resume``.
 RESUMABLE_CHANGES = frozenset({"epochs", "out", "plot", "progress", "resume", "device", "cache_mb"})
@@ -196,7 +197,7 @@ def data_content_sha256(root: Path, labels: LabelSet) -> str:
     for i in order:
         n = labels.names[i]
         p = Path(n) if Path(n).is_absolute() else root / n
-        h.update(b"\0" + n.encode() + b"\0" + hashlib.sha256(p.read_bytes()).hexdigest().encode())
+        h.update(b"\0" + n.encode() + b"\0" + file_sha256(p).encode())
         tgt = labels.targets[i] if labels.kind == "single" else [labels.targets[i], labels.masks[i]]
         h.update(json.dumps(tgt).encode())
     return h.hexdigest()
