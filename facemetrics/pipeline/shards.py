@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.protocol import protocol_differences
 from facemetrics.stats import FeatureStats
 
 _SPEC = re.compile(r"^\s*(-?\d+)\s*/\s*(-?\d+)\s*$")
@@ -95,9 +96,9 @@ def merge_shards(paths: Sequence[str | Path], param: str = "SHARDS") -> tuple[Fe
     # ---- one protocol
     for sf in shards[1:]:
         a, b = _protocol(ref), _protocol(sf)
-        if a != b:
-            keys = sorted(set(a) | set(b))
-            diffs = "; ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys if a.get(k) != b.get(k))
+        differ = protocol_differences(a, b)
+        if differ:
+            diffs = "; ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in differ)
             raise FacemetricsError(f"{sf.path} was made with another protocol than {ref.path} ({diffs})", param)
         if sf.stats.dims != ref.stats.dims:
             raise FacemetricsError(f"{sf.path} has {sf.stats.dims}-d statistics, {ref.path} {ref.stats.dims}-d",

@@ -13,9 +13,9 @@ Pure functions: records (JSON dicts, schema ``facemetrics.record/1``) → a
   extractor weights sha256 and dims (Inception-type metrics), the real image set
   and sample counts, and the protocol entries of the metric's details (matcher,
   face embedder, negatives, folds, splits, subsets, ...). Records whose fields
-  differ within a column are refused with a message saying which fields differ
-  for which rows, unless ``force`` is given, in which case the differences are
-  listed under the table.
+  differ within a column (by :mod:`facemetrics.protocol`'s rule) are refused with a
+  message saying which fields differ for which rows, unless ``force`` is given, in
+  which case the differences are listed under the table.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.protocol import comparable
 
 SCHEMA = "facemetrics.record/1"
 
@@ -199,16 +200,17 @@ def _protocol_check(metric: str, header: str, rows: list[tuple[str, dict[str, An
     keys = list(dict.fromkeys(k for _, p in protos for k in p))
     shared, diffs = [], []
     for k in keys:
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, tuple[str, list[str]]] = {}  # compared value -> (first value as written, labels)
         for label, p in protos:
-            groups.setdefault(p.get(k, "null"), []).append(label)
+            v = p.get(k, "null")
+            groups.setdefault(json.dumps(comparable(k, json.loads(v))), (v, []))[1].append(label)
         if len(groups) == 1:
-            v = next(iter(groups))
+            v = next(iter(groups.values()))[0]
             if v != "null" and k != "direction":  # the header's arrow already says it
                 shared.append(f"{k} {_describe(json.loads(v))}")
         else:
             parts = [f"{_describe(json.loads(v)) if v != 'null' else '(none)'}: {', '.join(labels)}"
-                     for v, labels in groups.items()]
+                     for v, labels in groups.values()]
             diffs.append(f"{k} differs ({'; '.join(parts)})")
     return ", ".join(shared), diffs
 
