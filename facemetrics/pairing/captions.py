@@ -331,9 +331,6 @@ def write_pairs(path: str | os.PathLike, records: list[PairRecord], real_root: s
     ``real`` is written relative to ``real_root`` when it lies inside it (judged
     as :meth:`FolderRoot.name_of` does, links not resolved), else absolute.
     """
-    from facemetrics.storage.atomic import atomic_write_text
-
-    path = Path(path)
     root = FolderRoot(real_root) if real_root is not None else None
 
     def real_str(r: PairRecord) -> str | None:
@@ -342,12 +339,21 @@ def write_pairs(path: str | os.PathLike, records: list[PairRecord], real_root: s
         name = root.name_of(r.real) if root is not None else None
         return name if name is not None else str(r.real)
 
-    rows = [
+    write_pair_rows(path, [
         {"fake": r.fake, "caption": r.caption, "real": real_str(r), "identity": r.identity, "caption_id": r.caption_id}
         for r in records
-    ]
+    ])
+
+
+def write_pair_rows(path: str | os.PathLike, rows: list[dict]) -> None:
+    """The one pairs-manifest writer: ``rows`` (dicts of :data:`COLUMNS` fields, as given) to JSONL
+    (``.jsonl``/``.ndjson``; keys in the rows' order, None left out) or CSV (``.csv``), atomically."""
+    from facemetrics.storage.atomic import atomic_write_text
+
+    path = Path(path)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        text = "".join(json.dumps({k: v for k, v in row.items() if v is not None}, ensure_ascii=False) + "\n" for row in rows)
+        text = "".join(json.dumps({k: v for k, v in row.items() if v is not None}, ensure_ascii=False) + "\n"
+                       for row in rows)
     elif path.suffix.lower() == ".csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
