@@ -252,6 +252,7 @@ def _side_data(plan: Plan, side_name: str, side: Any, out: Outcome) -> None:
 
 
 def _pair_faces(plan: Plan, fake_side: Any, real_side: Any, out: Outcome) -> None:
+    from facemetrics.options import DecodeOptions
     from facemetrics.pairing.face_scoring import pair_faces
 
     o, face = plan.opts, plan.extractors["face"]
@@ -260,10 +261,10 @@ def _pair_faces(plan: Plan, fake_side: Any, real_side: Any, out: Outcome) -> Non
         extra["fake_extraction"] = fake_side.extraction(face.name)
     if real_side is not None and "face" in plan.real_roles:
         extra["real_extraction"] = (plan.real_src, real_side.extraction(face.name))
+    decode = DecodeOptions(batch_size=o.batch_size, workers=o.workers, device=plan.ctx.device, cache=o.cache,
+                           strict=o.strict, progress=o.progress and plan.ctx.is_main)
     fp, notes = pair_faces(plan.pairs, plan.fake_src, face_model=o.face_model, face_align=o.face_align,
-                           weights=o.face_weights, batch_size=o.batch_size, workers=o.workers,
-                           device=plan.ctx.device, cache=o.cache, strict=o.strict,
-                           progress=o.progress and plan.ctx.is_main, **extra)
+                           weights=o.face_weights, decode=decode, **extra)
     out.inputs.paired["face"] = fp
     out.notes.extend(notes)
     for side in ("real", "fake"):
