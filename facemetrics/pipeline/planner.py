@@ -274,6 +274,7 @@ def _pair_faces(plan: Plan, fake_side: Any, real_side: Any, out: Outcome) -> Non
 
 
 def _pair_texts(plan: Plan, fake_side: Any, out: Outcome) -> None:
+    from facemetrics.options import DecodeOptions
     from facemetrics.pairing.text_scoring import pair_texts
 
     o = plan.opts
@@ -282,9 +283,9 @@ def _pair_texts(plan: Plan, fake_side: Any, out: Outcome) -> None:
     tower = plan.extractors.get("matcher")
     if tower is not None and fake_side is not None:
         extra = {"fake_extraction": fake_side.extraction(tower.name), "matcher": tower.matcher}
-    tp, notes = pair_texts(plan.pairs, plan.fake_src, wanted=wanted, matcher_spec=o.matcher,
-                           batch_size=o.batch_size, device=plan.ctx.device, progress=o.progress and plan.ctx.is_main,
-                           strict=o.strict, **extra)
+    decode = DecodeOptions(batch_size=o.batch_size, device=plan.ctx.device, strict=o.strict,
+                           progress=o.progress and plan.ctx.is_main)
+    tp, notes = pair_texts(plan.pairs, plan.fake_src, wanted=wanted, matcher_spec=o.matcher, decode=decode, **extra)
     out.inputs.paired["matcher"] = tp
     out.notes.extend(notes)
 
