@@ -9,6 +9,7 @@ option is written once: ``facemetrics score --kid-subsets 50`` and
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -27,6 +28,27 @@ def opt(default: Any, help: str = "", *, choices: Sequence[str] | None = None, m
     meta = dict(help=help, choices=choices, min=min, flag=flag, short=short, metavar=metavar, path=path,
                 show_default=show_default, cli=cli)
     return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How a decode pass runs (:func:`facemetrics.pipeline.features.extract`, the FSD/FSS and
+    R-precision/CLIP score pairing steps); none of it changes a number."""
+
+    batch_size: int = 32
+    workers: int | None = None
+    device: str = "cpu"
+    cache: bool = True
+    strict: bool = False
+    progress: bool = True
+    cache_root: str | os.PathLike | None = None
+    workers_kind: str = "thread"
+
+    @classmethod
+    def split(cls, kw: dict[str, Any]) -> tuple["DecodeOptions", dict[str, Any]]:
+        """``(DecodeOptions of the keys of kw it has, the other keys)``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in kw.items() if k in names}), {k: v for k, v in kw.items() if k not in names}
 
 
 @dataclass

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from facemetrics.pairing.captions import write_pair_rows
 from facemetrics.storage.atomic import atomic_write_text
 from facemetrics.storage.digest import file_sha256
 from facemetrics.errors import FacemetricsError
@@ -133,7 +134,7 @@ def generate(checkpoint: str, captions: str, out: str | Path, *, n_per_caption: 
         row["caption_id"] = r["caption_id"]
         pairs.append(row)
     write_images(imgs, names, out)
-    atomic_write_text(out / "pairs.jsonl", "".join(json.dumps(p) + "\n" for p in pairs))
+    write_pair_rows(out / "pairs.jsonl", pairs)
     h = file_sha256(ck["path"])
     meta = {"checkpoint": ck["path"], "checkpoint_sha256": h, "variant": ck["variant"], "step": ck["step"],
             "gan_step": ck["gan_step"], "seed": seed, "ema": ema, "captions": captions, "n_captions": len(rows),

@@ -137,3 +137,44 @@ def test_bad_k_is_a_usage_error_naming_the_flag(lfw_small):
     res = CliRunner().invoke(cli, ["score", str(lfw_small[0]), str(lfw_small[1]), "--metrics", "coverage",
                                    "--dc-k", "12", "-q", "--ci", "0"])
     assert res.exit_code == 2 and "--dc-k" in res.output and "more than 12 samples" in res.output
+
+
+def test_face_rows_metric_beside_fsd_embeds_each_image_once(data_dir, tmp_path, monkeypatch):
+    """fd_face (face rows of both sides) with FSD whose pairs' real images are REAL: REAL's one pass feeds
+    dlib once (the planner once listed the face role twice there), and FSD equals its value alone."""
+    import facemetrics.imaging.images as images
+    import facemetrics.pipeline.features as features
+    import facemetrics.pipeline.side as side
+    from conftest import link_folder
+    from facemetrics.api import score
+
+    root = data_dir / "lfw" / "deepfunneled"
+    people = [p for p in sorted(x.name for x in root.iterdir()) if (root / p / f"{p}_0002.jpg").is_file()][60:65]
+    real = link_folder(tmp_path / "real", [root / p / f"{p}_0001.jpg" for p in people])
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    reals = sorted(real.iterdir())
+    rows = []
+    for i, p in enumerate(people):
+        (fake / f"g{i}.jpg").symlink_to(root / p / f"{p}_0002.jpg")
+        rows.append(json.dumps({"fake": f"g{i}.jpg", "caption": f"photo {i}", "real": str(reals[i])}))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(rows) + "\n")
+    decoded: list[int] = []
+    calls: list[tuple[str, list[str]]] = []
+    orig, real_extract = images.decode_rgb, features.extract
+
+    def counting(source, extractors, *args, **kw):
+        calls.append((str(source.root), [e.name for e in extractors]))
+        return real_extract(source, extractors, *args, **kw)
+
+    monkeypatch.setattr(images, "decode_rgb", lambda data: decoded.append(1) or orig(data))
+    monkeypatch.setattr(features, "extract", counting)
+    monkeypatch.setattr(side, "extract", counting)
+    rec = score(str(real), str(fake), metrics="fd_face,fsd", pairs=str(pairs), progress=False, cache=False)
+    assert len(decoded) == 5 + 5  # each image decoded once
+    assert sorted(calls) == [(str(fake), ["dlib"]), (str(real), ["dlib"])]  # and embedded once
+    monkeypatch.setattr(images, "decode_rgb", orig)
+    alone = score(str(real), str(fake), metrics="fsd", pairs=str(pairs), progress=False, cache=False)
+    assert rec["metrics"]["fsd"]["value"] == pytest.approx(alone["metrics"]["fsd"]["value"], rel=1e-12)
+    assert rec["metrics"]["fd_face"]["details"]["n_real"] == 5 and rec["metrics"]["fd_face"]["value"] > 0

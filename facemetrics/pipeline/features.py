@@ -24,7 +24,7 @@ import re
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from facemetrics.extractors.base import FeatureExtractor
 from facemetrics.imaging.images import (DECODE_ERRORS, ImageSource, decode_settings_key, file_digests, key_from_digests,
                                 load_rgb)
 from facemetrics.imaging.inputs import PixelSource
+from facemetrics.options import DecodeOptions
 
 #: how decode/preprocess workers run
 WORKER_KINDS = ("thread", "process")
@@ -180,25 +181,27 @@ def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size
     return names, failed, outs
 
 
-def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], *, batch_size: int = 32,
-            workers: int | None = None, device: str = "cpu", cache: bool = True, strict: bool = False,
-            progress: bool = True, desc: str | None = None, cache_root=None,
-            workers_kind: str = "thread") -> Extraction:
+def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], options: DecodeOptions | None = None, *,
+            desc: str | None = None, **decode: Any) -> Extraction:
     """Features of every image of ``source`` for each extractor (see module docstring).
 
+    ``options`` (or its fields as keywords, ``decode``: batch_size, workers, device,
+    cache, strict, progress, cache_root, workers_kind) say how the pass runs.
     Undecodable files are listed in ``Extraction.failed`` with the reason; with
     ``strict=True`` they raise :class:`FacemetricsError` naming them instead.
     ``workers_kind`` is "thread" (default) or "process" (see module docstring).
     """
+    o = options if options is not None else DecodeOptions(**decode)
+    batch_size, device, cache, strict, progress = o.batch_size, o.device, o.cache, o.strict, o.progress
     if batch_size < 1:
         raise FacemetricsError("batch size must be at least 1", "--batch-size")
-    workers = default_workers() if workers is None else workers
+    workers = default_workers() if o.workers is None else o.workers
     if workers < 1:
         raise FacemetricsError("workers must be at least 1", "--workers")
-    if workers_kind not in WORKER_KINDS:
-        raise FacemetricsError(f"unknown worker kind {workers_kind!r}; choose {' or '.join(WORKER_KINDS)}",
+    if o.workers_kind not in WORKER_KINDS:
+        raise FacemetricsError(f"unknown worker kind {o.workers_kind!r}; choose {' or '.join(WORKER_KINDS)}",
                                "--workers-kind")
-    fc = FeatureCache(cache_root)
+    fc = FeatureCache(o.cache_root)
     if isinstance(source, PixelSource):  # hashes of the pixels (facemetrics.imaging.inputs.pixel_digest)
         digests = source.digests()
     else:
@@ -219,7 +222,7 @@ def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], *, batc
         for i in todo:
             extractors[i].load(device)
         run_names, failed, outs = _run(source, [extractors[i] for i in todo], batch_size, workers, progress, desc,
-                                       workers_kind)
+                                       o.workers_kind)
         if strict and failed:
             raise _strict_error(source, failed)
         names = run_names

@@ -212,8 +212,8 @@ def _plan_sides(plan: Plan) -> None:
         return
     plan.real_src = _source(ctx, plan.real_in, "REAL")
     plan.real_roles = real_generic
-    if "face" in plan.extractors and _is_images(plan.real_in) and Path(plan.real_in).is_dir() \
-            and _pairs_cover(plan.real_src, plan.pairs):
+    if "face" in plan.extractors and "face" not in plan.real_roles and _is_images(plan.real_in) \
+            and Path(plan.real_in).is_dir() and _pairs_cover(plan.real_src, plan.pairs):
         plan.real_roles.append("face")  # REAL = the pairs' real images: one pass for both
 
 
@@ -331,6 +331,7 @@ def _side_data(plan: Plan, side_name: str, side: Any, out: Outcome) -> None:
 
 
 def _pair_faces(plan: Plan, fake_side: Any, real_side: Any, out: Outcome) -> None:
+    from facemetrics.options import DecodeOptions
     from facemetrics.pairing.face_scoring import pair_faces
 
     o, face = plan.opts, plan.extractors["face"]
@@ -339,10 +340,10 @@ def _pair_faces(plan: Plan, fake_side: Any, real_side: Any, out: Outcome) -> Non
         extra["fake_extraction"] = fake_side.extraction(face.name)
     if real_side is not None and "face" in plan.real_roles:
         extra["real_extraction"] = (plan.real_src, real_side.extraction(face.name))
+    decode = DecodeOptions(batch_size=o.batch_size, workers=o.workers, device=plan.ctx.device, cache=o.cache,
+                           strict=o.strict, progress=o.progress and plan.ctx.is_main)
     fp, notes = pair_faces(plan.pairs, plan.fake_src, face_model=o.face_model, face_align=o.face_align,
-                           weights=o.face_weights, batch_size=o.batch_size, workers=o.workers,
-                           device=plan.ctx.device, cache=o.cache, strict=o.strict,
-                           progress=o.progress and plan.ctx.is_main, **extra)
+                           weights=o.face_weights, decode=decode, **extra)
     out.inputs.paired["face"] = fp
     out.notes.extend(notes)
     for side in ("real", "fake"):
@@ -352,6 +353,7 @@ def _pair_faces(plan: Plan, fake_side: Any, real_side: Any, out: Outcome) -> Non
 
 
 def _pair_texts(plan: Plan, fake_side: Any, out: Outcome) -> None:
+    from facemetrics.options import DecodeOptions
     from facemetrics.pairing.text_scoring import pair_texts
 
     o = plan.opts
@@ -360,9 +362,9 @@ def _pair_texts(plan: Plan, fake_side: Any, out: Outcome) -> None:
     tower = plan.extractors.get("matcher")
     if tower is not None and fake_side is not None:
         extra = {"fake_extraction": fake_side.extraction(tower.name), "matcher": tower.matcher}
-    tp, notes = pair_texts(plan.pairs, plan.fake_src, wanted=wanted, matcher_spec=o.matcher,
-                           batch_size=o.batch_size, device=plan.ctx.device, progress=o.progress and plan.ctx.is_main,
-                           strict=o.strict, **extra)
+    decode = DecodeOptions(batch_size=o.batch_size, device=plan.ctx.device, strict=o.strict,
+                           progress=o.progress and plan.ctx.is_main)
+    tp, notes = pair_texts(plan.pairs, plan.fake_src, wanted=wanted, matcher_spec=o.matcher, decode=decode, **extra)
     out.inputs.paired["matcher"] = tp
     out.notes.extend(notes)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors.base import FeatureExtractor
+from facemetrics.protocol import NETWORK_KEYS, is_standard_fid_inception, protocol_differences
 from facemetrics.result import MetricResult
 
 
@@ -81,25 +82,6 @@ class SideFeatures:
 FOREIGN_STATS_FLAG = "--real-stats-preset"
 
 
-def _same_network(a: dict, b: dict) -> bool:
-    from facemetrics.extractors.inception import FID_HELPER_SHA256, INCEPTION_SHA256
-
-    same_layers = {INCEPTION_SHA256, FID_HELPER_SHA256}
-    keys = ("extractor", "network", "preset", "layer")
-    if any(a.get(k) != b.get(k) for k in keys) or a.get("precision", "fp32") != b.get("precision", "fp32"):
-        return False
-    wa, wb = a.get("weights_sha256"), b.get("weights_sha256")
-    return wa == wb or (wa in same_layers and wb in same_layers)
-
-
-def _is_standard_fid_inception(fp: dict) -> bool:
-    """Whether a fingerprint is the FID Inception's 2048-d pool3 (either known copy of the weights)."""
-    from facemetrics.extractors.inception import FID_HELPER_SHA256, INCEPTION_SHA256
-
-    return (fp.get("extractor") == "inception" and fp.get("network") == "inception-2015-12-05"
-            and fp.get("layer") == "pool3" and fp.get("weights_sha256") in {INCEPTION_SHA256, FID_HELPER_SHA256})
-
-
 def _side_from_foreign_stats(path: Path, ex: FeatureExtractor, param: str, *, asserted: str | None,
                              features: bool) -> SideFeatures:
     """REAL from a mu/sigma-only .npz of another tool, for FID only, under the protocol the user asserted.
@@ -125,7 +107,7 @@ def _side_from_foreign_stats(path: Path, ex: FeatureExtractor, param: str, *, as
             f"{FOREIGN_STATS_FLAG} {asserted} says {path} was made with preset {asserted}, but this run extracts FAKE "
             f"with --preset {fp.get('preset')}; FID compares like with like: add --preset {asserted}",
             FOREIGN_STATS_FLAG)
-    if not _is_standard_fid_inception(fp):
+    if not is_standard_fid_inception(fp):
         raise FacemetricsError(
             f"{FOREIGN_STATS_FLAG} asserts the standard FID Inception pool3 features, but this run uses "
             f"{fp.get('extractor')} (weights sha256 {str(fp.get('weights_sha256'))[:12]}): drop --extractor / "
@@ -158,9 +140,9 @@ def _side_from_stats(path: Path, ex: FeatureExtractor, param: str, *, foreign_pr
             "merge all shards first: facemetrics merge-stats part*.npz -o ref.npz", param)
     fp = ex.fingerprint()
     theirs = st.meta.get("fingerprint", {})
-    if not _same_network(theirs, fp):
-        diffs = [f"{k}: file has {theirs.get(k)!r}, this run uses {fp.get(k)!r}"
-                 for k in ("extractor", "network", "preset", "layer", "weights_sha256") if theirs.get(k) != fp.get(k)]
+    differ = protocol_differences(theirs, fp, NETWORK_KEYS)
+    if differ:
+        diffs = [f"{k}: file has {theirs.get(k)!r}, this run uses {fp.get(k)!r}" for k in differ]
         raise FacemetricsError(f"statistics file {path} was made with another protocol ({'; '.join(diffs)})", param)
     return SideFeatures(str(path), "stats", st.meta.get("content_sha256"), st.n, st, feats, None, [])
 

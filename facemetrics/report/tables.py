@@ -17,9 +17,9 @@ Pure functions: records (JSON dicts, schema ``facemetrics.record/1``) → a
   extractor weights sha256 and dims (Inception-type metrics), the real image set
   and sample counts, and the protocol entries of the metric's details (matcher,
   face embedder, negatives, folds, splits, subsets, ...). Records whose fields
-  differ within a column are refused with a message saying which fields differ
-  for which rows, unless ``force`` is given, in which case the differences are
-  listed under the table.
+  differ within a column (by :mod:`facemetrics.protocol`'s rule) are refused with a
+  message saying which fields differ for which rows, unless ``force`` is given, in
+  which case the differences are listed under the table.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.protocol import comparable
 
 SCHEMA = "facemetrics.record/1"
 
@@ -221,16 +222,17 @@ def _protocol_check(metric: str, header: str, rows: list[tuple[str, dict[str, An
     keys = list(dict.fromkeys(k for _, p in protos for k in p))
     shared, diffs = [], []
     for k in keys:
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, tuple[str, list[str]]] = {}  # compared value -> (first value as written, labels)
         for label, p in protos:
-            groups.setdefault(p.get(k, "null"), []).append(label)
+            v = p.get(k, "null")
+            groups.setdefault(json.dumps(comparable(k, json.loads(v))), (v, []))[1].append(label)
         if len(groups) == 1:
-            v = next(iter(groups))
+            v = next(iter(groups.values()))[0]
             if v != "null" and k != "direction":  # the header's arrow already says it
                 shared.append(f"{k} {_describe(json.loads(v))}")
         else:
             parts = [f"{_describe(json.loads(v)) if v != 'null' else '(none)'}: {', '.join(labels)}"
-                     for v, labels in groups.items()]
+                     for v, labels in groups.values()]
             diffs.append(f"{k} differs ({'; '.join(parts)})")
     return ", ".join(shared), diffs
 
@@ -312,42 +314,16 @@ def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: 
     if not records:
         raise FacemetricsError("no records given", "RECORDS")
     _refuse_mixed_exactness(records)
-    labels = [_label_of(r) for r in records]
-    counts: dict[str, int] = {}
-    for lb in labels:
-        counts[lb] = counts.get(lb, 0) + 1
-    labels = [f"{lb} ({r.path})" if counts[lb] > 1 else lb for lb, r in zip(labels, records)]
-
-    present = {name for r in records for name, m in (r.record.get("metrics") or {}).items() if m is not None}
-    if metrics:
-        unknown = [m for m in metrics if m not in present]
-        if unknown:
-            raise FacemetricsError(f"no record has metric(s) {', '.join(unknown)} "
-                                   f"(present: {', '.join(_metric_order(present)) or 'none'})", "--metrics")
-        order = list(dict.fromkeys(metrics))
-    else:
-        order = _metric_order(present)
-
+    labels = _run_labels(records)
+    order = _column_order(records, metrics)
     values = pd.DataFrame(index=pd.Index(labels, name="run"), columns=order, dtype=float)
     stds = values.copy()
     cis: dict[tuple[str, str], dict[str, Any]] = {}
     headers, protocols, notes, refusals = {}, {}, [], []
     for metric in order:
         rows = [(lb, r.record) for lb, r in zip(labels, records) if (r.record.get("metrics") or {}).get(metric)]
-        hib = {m.get("higher_is_better") for _, rec in rows
-               if (m := rec["metrics"][metric]).get("higher_is_better") is not None}
-        if len(hib) == 1:
-            up = hib.pop()
-        else:
-            up = METRIC_INFO.get(metric, ("", True, 4))[1]
-        name = METRIC_INFO.get(metric, (metric, True, 4))[0]
-        headers[metric] = f"{name} {'↑' if up else '↓'}"
-        for lb, rec in rows:
-            m = rec["metrics"][metric]
-            values.loc[lb, metric] = m.get("value") if m.get("value") is not None else math.nan
-            stds.loc[lb, metric] = m.get("std") if m.get("std") is not None else math.nan
-            if m.get("ci"):
-                cis[(lb, metric)] = m["ci"]
+        headers[metric] = _header(metric, rows)
+        _fill_column(metric, rows, values, stds, cis)
         shared, diffs = _protocol_check(metric, headers[metric], rows)
         protocols[metric] = ", ".join(p for p in (shared, _ci_protocol(rows, metric)) if p)
         if diffs:
@@ -357,13 +333,11 @@ def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: 
             "refusing to put numbers from different protocols in one column:\n  " + "\n  ".join(refusals)
             + "\n(re-score with one protocol, report the groups separately, or pass --force to tabulate anyway)",
             "RECORDS")
-
     if sort is not None:
         key = _resolve_metric(sort, order, headers)
         up = headers[key].endswith("↑")
         ranked = values[key].sort_values(ascending=not up, na_position="last", kind="stable")
         values, stds = values.loc[ranked.index], stds.loc[ranked.index]
-
     marks, significance = _significance(comparisons or [], labels)
     display = pd.DataFrame(index=values.index, columns=[headers[m] for m in order], dtype=object)
     for m in order:
@@ -373,6 +347,47 @@ def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: 
     for (lb, m), ci in cis.items():
         by_metric.setdefault(m, {})[lb] = ci
     return ReportTable(values, stds, display, order, headers, protocols, notes, significance, by_metric)
+
+
+def _run_labels(records: list[LoadedRecord]) -> list[str]:
+    """Each record's row label; a label two records share is followed by the record's path."""
+    labels = [_label_of(r) for r in records]
+    counts: dict[str, int] = {}
+    for lb in labels:
+        counts[lb] = counts.get(lb, 0) + 1
+    return [f"{lb} ({r.path})" if counts[lb] > 1 else lb for lb, r in zip(labels, records)]
+
+
+def _column_order(records: list[LoadedRecord], metrics: list[str] | None) -> list[str]:
+    """The table's metric columns: ``metrics`` (``--metrics``, each present in some record) or every
+    metric present, in the canonical order."""
+    present = {name for r in records for name, m in (r.record.get("metrics") or {}).items() if m is not None}
+    if not metrics:
+        return _metric_order(present)
+    unknown = [m for m in metrics if m not in present]
+    if unknown:
+        raise FacemetricsError(f"no record has metric(s) {', '.join(unknown)} "
+                               f"(present: {', '.join(_metric_order(present)) or 'none'})", "--metrics")
+    return list(dict.fromkeys(metrics))
+
+
+def _header(metric: str, rows: list[tuple[str, dict]]) -> str:
+    """Column header: the metric's display name and its direction (from the records when they agree)."""
+    hib = {m.get("higher_is_better") for _, rec in rows
+           if (m := rec["metrics"][metric]).get("higher_is_better") is not None}
+    up = hib.pop() if len(hib) == 1 else METRIC_INFO.get(metric, ("", True, 4))[1]
+    name = METRIC_INFO.get(metric, (metric, True, 4))[0]
+    return f"{name} {'↑' if up else '↓'}"
+
+
+def _fill_column(metric: str, rows: list[tuple[str, dict]], values, stds, cis: dict) -> None:
+    """Write ``metric``'s value, std and interval of every row into the frames (NaN when missing)."""
+    for lb, rec in rows:
+        m = rec["metrics"][metric]
+        values.loc[lb, metric] = m.get("value") if m.get("value") is not None else math.nan
+        stds.loc[lb, metric] = m.get("std") if m.get("std") is not None else math.nan
+        if m.get("ci"):
+            cis[(lb, metric)] = m["ci"]
 
 
 def _resolve_metric(name: str, order: list[str], headers: dict[str, str]) -> str:
