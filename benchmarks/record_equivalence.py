@@ -32,6 +32,8 @@ def _data() -> Path:
 
 def _pair_sets(root: Path, people: list[str], tag: str, sets: dict[str, Path]) -> None:
     """real<tag>/ (each person's first image), fake<tag>/ (their second) and pairs<tag>.jsonl."""
+    from facemetrics.pairing.captions import write_pair_rows
+
     real, fake = WORK / f"real{tag}", WORK / f"fake{tag}"
     real.mkdir(parents=True)
     fake.mkdir(parents=True)
@@ -41,7 +43,7 @@ def _pair_sets(root: Path, people: list[str], tag: str, sets: dict[str, Path]) -
         (fake / f"{i:03d}.jpg").symlink_to(root / p / f"{p}_0002.jpg")
         rows.append({"fake": f"{i:03d}.jpg", "caption": f"a photo of {p.replace('_', ' ')}, number {i}",
                      "real": f"{p}.jpg", "identity": p})
-    (WORK / f"pairs{tag}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_pair_rows(WORK / f"pairs{tag}.jsonl", rows)
     sets.update({f"real{tag}": real, f"fake{tag}": fake, f"pairs{tag}": WORK / f"pairs{tag}.jsonl"})
 
 

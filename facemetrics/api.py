@@ -58,6 +58,7 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     from facemetrics.imaging.images import pixel_limit
     from facemetrics.metrics.registry import resolve
     from facemetrics.imaging.resize import check_preset
+    from facemetrics.metrics.uncertainty import check_level
 
     from facemetrics.imaging.inputs import is_path, resolve_input
 
@@ -65,9 +66,15 @@ def score(real: Any, fake: Any, *, options: ScoreOptions | None = None, **kwargs
     specs = resolve(opts.metrics)
     check_preset(opts.preset)
     check_device(opts.device)
+    check_level(opts.ci, opts.ci_draws)
+    if opts.keep_rows and not str(opts.keep_rows).endswith(".npz"):
+        raise FacemetricsError(f"--keep-rows must name an .npz file, got {opts.keep_rows}", "--keep-rows")
     if opts.real_stats_preset is not None and not (is_path(real) and Path(real).suffix.lower() == ".npz"):
         raise FacemetricsError(f"{FOREIGN_STATS_FLAG} describes a statistics .npz given as REAL; REAL {real} is "
                                f"not one: drop {FOREIGN_STATS_FLAG}", FOREIGN_STATS_FLAG)
+    if opts.keep_rows and not (is_path(real) and is_path(fake)):
+        raise FacemetricsError("--keep-rows is for image folders/zips (in-memory sides have no pairs to key "
+                               "the rows by)", "--keep-rows")
     real, fake = resolve_input(real, "REAL"), resolve_input(fake, "FAKE")
     # --no-cache: nothing touches the cache folder
     with cache_disabled(not opts.cache), pixel_limit(opts.max_image_pixels), session(opts.device) as ctx:
@@ -85,10 +92,19 @@ def _score(ctx, real: Any, fake: Any, specs: list, opts: ScoreOptions) -> dict[s
         outcome = planner.run(plan)
         results = planner.compute(plan, outcome)
     notes = outcome.notes + [str(w.message) for w in caught]
+
+    def record() -> dict[str, Any]:
+        rec = build_record(real=outcome.sources.get("real"), fake=outcome.sources.get("fake"),
+                           protocol=plan.protocol, metrics=results, warnings=list(dict.fromkeys(notes)),
+                           failed_images=outcome.failed, label=opts.label)
+        if opts.keep_rows:  # per-sample values and features for `facemetrics compare`
+            from facemetrics.report.compare import write_rows
+
+            rec["rows"] = write_rows(opts.keep_rows, outcome.inputs, results)
+        return rec
+
     # rank 0's record (its warnings and time stamp) is every rank's record
-    return ctx.on_main("building the record", lambda: build_record(
-        real=outcome.sources.get("real"), fake=outcome.sources.get("fake"), protocol=plan.protocol,
-        metrics=results, warnings=list(dict.fromkeys(notes)), failed_images=outcome.failed, label=opts.label))
+    return ctx.on_main("building the record", record)
 
 
 def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs: Any):
@@ -104,8 +120,8 @@ def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs:
     per-image features there (they are only needed for ``--features``).
     """
     from facemetrics.storage.cacheio import cache_disabled
-    from facemetrics.pipeline.distributed import names_digest, session, shard_names
-    from facemetrics.imaging.images import pixel_limit, scan
+    from facemetrics.pipeline.distributed import session
+    from facemetrics.imaging.images import pixel_limit
     from facemetrics.imaging.resize import check_preset
     from facemetrics.pipeline.side import extract_side
 
@@ -119,22 +135,9 @@ def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs:
         raise FacemetricsError(f"shard {shard[0]}/{shard[1]} does not exist (shards are numbered 1..{shard[1]})",
                                "--shard")
 
-    def prepare():
-        ex = build_feature_extractor(o.extractor, o.preset, o.inception_weights)
-        ex.fingerprint()  # finds the weights
-        src = scan(folder, "FOLDER")
-        part = src
-        if shard is not None:
-            i, n = shard
-            part = src.with_names(shard_names(src.names, i - 1, n))
-            if not part.names:
-                raise FacemetricsError(f"shard {i}/{n} of {src.root} holds no image: the folder has {len(src)} "
-                                       f"image file(s); use at most {len(src)} shards", "--shard")
-        return ex, src, part
-
     # --no-cache: nothing touches the cache folder
     with cache_disabled(not o.cache), pixel_limit(o.max_image_pixels), session(o.device) as ctx:
-        ex, src, part = ctx.run_agreed("reading FOLDER", prepare)
+        ex, src, part = ctx.run_agreed("reading FOLDER", lambda: _stats_inputs(folder, o))
         opts = dict(batch_size=o.batch_size, workers=o.workers, device=ctx.device, cache=o.cache, strict=o.strict,
                     progress=o.progress and ctx.is_main, workers_kind=o.workers_kind)
         side = extract_side(part, [ex], ctx, param="FOLDER", desc=f"folder {ex.name}", **opts)
@@ -142,18 +145,46 @@ def compute_stats(folder: str, *, options: StatsOptions | None = None, **kwargs:
             sf = side_features(side, ex, "FOLDER", features=features, logits=False)
             st = sf.stats
         else:
-            # a shard may hold 0 or 1 usable images: no covariance, but its sums still merge
-            if side.n == 0:
-                raise FacemetricsError(f"shard {shard[0]}/{shard[1]} of {src.root}: none of its {len(part)} "
-                                       "images could be read", "FOLDER")
-            st = side.stats(ex.name, "pool", {"fingerprint": ex.fingerprint(), "content_sha256": side.content_key,
-                                               "source": str(src.root)})
-            feats = side.rows(ex.name, "pool") if (features or not ctx.active) else None
-            sf = SideFeatures(str(src.root), src.kind, side.content_key, side.n, st, feats, None,
-                              [list(f) for f in side.failed])
-            st.meta["shard"] = {"index": shard[0], "count": shard[1], "n_files": len(src),
-                                "names_sha256": names_digest(src.names), "kind": src.kind,
-                                "names": list(part.names), "digests": list(side.digests),
-                                "failed": [list(f) for f in side.failed]}
+            sf = _shard_features(side, ex, src, part, shard, features or not ctx.active)
+            st = sf.stats
     st.meta["n_failed"] = len(sf.failed)
     return st, (sf.features if features else None), sf.failed
+
+
+def _stats_inputs(folder: str, o: StatsOptions):
+    """(extractor, the folder's source, the part of it this run reads: the shard or all)."""
+    from facemetrics.imaging.images import scan
+    from facemetrics.pipeline.distributed import shard_names
+
+    ex = build_feature_extractor(o.extractor, o.preset, o.inception_weights, o.precision)
+    ex.fingerprint()  # finds the weights
+    src = scan(folder, "FOLDER")
+    part = src
+    if o.shard is not None:
+        i, n = o.shard
+        part = src.with_names(shard_names(src.names, i - 1, n))
+        if not part.names:
+            raise FacemetricsError(f"shard {i}/{n} of {src.root} holds no image: the folder has {len(src)} "
+                                   f"image file(s); use at most {len(src)} shards", "--shard")
+    return ex, src, part
+
+
+def _shard_features(side, ex, src, part, shard: tuple[int, int], rows: bool) -> SideFeatures:
+    """A shard's statistics (``meta["shard"]`` records the block, see :func:`compute_stats`); ``rows``: keep
+    the per-image features."""
+    from facemetrics.pipeline.distributed import names_digest
+
+    # a shard may hold 0 or 1 usable images: no covariance, but its sums still merge
+    if side.n == 0:
+        raise FacemetricsError(f"shard {shard[0]}/{shard[1]} of {src.root}: none of its {len(part)} "
+                               "images could be read", "FOLDER")
+    st = side.stats(ex.name, "pool", {"fingerprint": ex.fingerprint(), "content_sha256": side.content_key,
+                                       "source": str(src.root)})
+    feats = side.rows(ex.name, "pool") if rows else None
+    sf = SideFeatures(str(src.root), src.kind, side.content_key, side.n, st, feats, None,
+                      [list(f) for f in side.failed])
+    st.meta["shard"] = {"index": shard[0], "count": shard[1], "n_files": len(src),
+                        "names_sha256": names_digest(src.names), "kind": src.kind,
+                        "names": list(part.names), "digests": list(side.digests),
+                        "failed": [list(f) for f in side.failed]}
+    return sf

@@ -7,7 +7,6 @@ original (identity = the LFW person), so paired metrics can run too.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -21,7 +20,8 @@ def make_degraded(out: Path, blur_radius: float = 2.0, jpeg_quality: int = 15) -
     """Write the degraded copies and the pairs manifest; returns (folder, manifest)."""
     from PIL import Image, ImageFilter
 
-    from facemetrics.storage.atomic import atomic_open, atomic_write_text
+    from facemetrics.pairing.captions import write_pair_rows
+    from facemetrics.storage.atomic import atomic_open
 
     folder = out / "degraded"
     folder.mkdir(parents=True, exist_ok=True)
@@ -35,5 +35,5 @@ def make_degraded(out: Path, blur_radius: float = 2.0, jpeg_quality: int = 15) -
         rows.append({"fake": f.name, "real": str(f), "caption": f"a photo of {identity.replace('_', ' ')}",
                      "identity": identity})
     manifest = out / "pairs.jsonl"
-    atomic_write_text(manifest, "".join(json.dumps(r) + "\n" for r in rows))
+    write_pair_rows(manifest, rows)
     return folder, manifest

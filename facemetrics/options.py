@@ -9,6 +9,7 @@ option is written once: ``facemetrics score --kid-subsets 50`` and
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -29,6 +30,27 @@ def opt(default: Any, help: str = "", *, choices: Sequence[str] | None = None, m
     return field(default=default, metadata=meta)
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How a decode pass runs (:func:`facemetrics.pipeline.features.extract`, the FSD/FSS and
+    R-precision/CLIP score pairing steps); none of it changes a number."""
+
+    batch_size: int = 32
+    workers: int | None = None
+    device: str = "cpu"
+    cache: bool = True
+    strict: bool = False
+    progress: bool = True
+    cache_root: str | os.PathLike | None = None
+    workers_kind: str = "thread"
+
+    @classmethod
+    def split(cls, kw: dict[str, Any]) -> tuple["DecodeOptions", dict[str, Any]]:
+        """``(DecodeOptions of the keys of kw it has, the other keys)``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in kw.items() if k in names}), {k: v for k, v in kw.items() if k not in names}
+
+
 @dataclass
 class ExtractOptions:
     """How images become features (shared by ``score`` and ``stats``)."""
@@ -45,6 +67,10 @@ class ExtractOptions:
     workers_kind: str = opt("thread", "Decode in threads, or in worker processes (fast GPUs).",
                             choices=WORKER_KINDS)
     device: str = opt("cpu", "cpu or cuda[:N].")
+    precision: str = opt("fp32", "Inception arithmetic. bf16 is an approximate fast path (CPUs with "
+                                 "AVX512-BF16/AMX, GPUs): FID moves by the deviation measured in "
+                                 "benchmarks/RESULTS.md, records say \"exact\": false, and `report` keeps "
+                                 "such numbers apart from exact ones.", choices=("fp32", "bf16"))
     cache: bool = opt(True, "Neither read nor write the feature cache.", flag="--no-cache")
     strict: bool = opt(False, "Unreadable images are an error instead of being counted.")
     max_image_pixels: int | None = opt(
@@ -58,11 +84,21 @@ class ExtractOptions:
 class ScoreOptions(ExtractOptions):
     """Everything ``score`` takes besides REAL and FAKE."""
 
-    metrics: str = opt("fid", "Comma-separated: fid, kid, is, fsd, fss, rprec, clipscore.")
-    seed: int = opt(0, "Seed of every random draw (KID subsets, IS splits, R-precision negatives).")
+    metrics: str = opt("fid", "Comma-separated: fid, kid, is, fsd, fss, rprec, clipscore, precision, recall, "
+                             "density, coverage (Inception features; *_face on face embeddings), fd_face, kid_face, "
+                             "vendi_face, fid_inf, is_inf.")
+    seed: int = opt(0, "Seed of every random draw (KID subsets, IS splits, R-precision negatives, intervals, "
+                       "FID∞ sizes).")
     kid_subsets: int = opt(100, min=1)
     kid_subset_size: int = opt(1000, min=2)
     is_splits: int = opt(10, min=1)
+    pr_k: int = opt(3, "k of precision/recall's k-NN balls (Kynkäänniemi et al. 2019).", min=1)
+    dc_k: int = opt(5, "k of density/coverage's k-NN balls (Naeem et al. 2020).", min=1)
+    ci: float = opt(0.95, "Confidence level of the interval shown and recorded with every metric (0: no interval); "
+                          "FID/KID by seeded subsampling, per-sample metrics by percentile bootstrap.",
+                    metavar="LEVEL")
+    ci_draws: int | None = opt(None, "Draws of the intervals.", min=2, metavar="B",
+                               show_default="50 subsamples for FID/KID, 1000 bootstrap resamples for the others")
     pairs: str | None = opt(None, "Pairs manifest (.jsonl/.csv: fake, caption, real, identity) for fsd, fss, "
                                   "rprec, clipscore.", path=True)
     face_model: str = opt("dlib", "Face embedder for FSD/FSS: dlib or facenet.")
@@ -72,6 +108,9 @@ class ScoreOptions(ExtractOptions):
     matcher: str | None = opt(None, "Image–text matcher for rprec/clipscore: clip:ARCH:TAG, clip:ARCH:PATH, "
                                     "clip:PATH or damsm:CHECKPOINT.", metavar="SPEC")
     label: str | None = opt(None, "Run/model name stored in the record (used by `report`).")
+    keep_rows: str | None = opt(None, "Also write the per-sample values and Inception features to this .npz (the "
+                                      "record names it), for `facemetrics compare`.", path=True,
+                                metavar="FILE.npz")
     real_stats_preset: str | None = opt(
         None, "REAL is a .npz with only mu and sigma (pytorch-fid, clean-fid): assert it was made with this "
               "preset (must equal --preset) and the standard 2048-d FID Inception pool3 features. FID only; "

@@ -8,7 +8,10 @@ Schema ``facemetrics.record/1``::
         "sha256" of the file, "protocol_asserted": true, "preset_asserted")
      "fake": {...same...},
      "protocol": {"preset", "extractor", "weights_sha256", "dims", "seed"},
-     "metrics": {"<name>": {"value", "std", "n", "higher_is_better", "details"}},
+     "metrics": {"<name>": {"value", "higher_is_better", "std", "n", "details",
+                  "ci": null | {"lo", "hi", "level", "method", "draws", "seed", ...}}},
+       (ci: see facemetrics.metrics.uncertainty; subsampling adds "fraction", "subsample", "of",
+        "sides", "rescale", "scale"; a bootstrap adds "resampled", "statistic")
      "warnings": [str], "failed_images": {"real": [[name, reason]], "fake": [...]}}
 """
 from __future__ import annotations
@@ -78,6 +81,13 @@ def write_record(record: dict[str, Any], path: str | Path, param: str | None = "
         atomic_write_text(path, dumps(record))
 
 
+def format_interval(ci: dict[str, Any] | None, digits: int = 4) -> str:
+    """``[lo, hi]`` of a metric's interval (empty without one), e.g. ``[12.31, 14.07]``."""
+    if not ci or ci.get("lo") is None or ci.get("hi") is None:
+        return ""
+    return f"[{ci['lo']:.{digits}g}, {ci['hi']:.{digits}g}]"
+
+
 def format_table(record: dict[str, Any]) -> str:
     """A readable text table of a record's metrics and protocol."""
     rows = []
@@ -87,9 +97,13 @@ def format_table(record: dict[str, Any]) -> str:
         val = "n/a" if v is None else f"{v:.6g}"
         std = "" if m.get("std") is None else f"± {m['std']:.4g}"
         n = "" if m.get("n") is None else f"n={m['n']}"
-        rows.append((f"{name} {arrow}", val, std, n))
-    w = [max((len(r[i]) for r in rows), default=0) for i in range(4)]
-    lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows]
+        rows.append((f"{name} {arrow}", val, format_interval(m.get("ci")), std, n))
+    w = [max((len(r[i]) for r in rows), default=0) for i in range(5)]
+    lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r) if w[i]).rstrip() for r in rows]
+    levels = sorted({m["ci"]["level"] for m in record["metrics"].values() if m.get("ci")})
+    if levels:
+        lines.append("[lo, hi]: " + "/".join(f"{100 * lv:g}%" for lv in levels) + " intervals (FID/KID: seeded "
+                     "subsampling; per-sample metrics: percentile bootstrap; the record's \"ci\" has the protocol)")
     p = record["protocol"]
     sides = []
     for side in ("real", "fake"):

@@ -160,12 +160,12 @@ def load_mu_sigma(path: str | Path, dims: int, param: str | None = None) -> Gaus
     (relative to max|Σ|) with a non-negative diagonal. Σ is returned
     symmetrised, (Σ + Σᵀ)/2, in float64. ``meta["sha256"]`` is the file's sha256.
     """
-    import hashlib
+    from facemetrics.storage.digest import file_sha256
 
     try:
         with np.load(path, allow_pickle=False) as z:
             mu, sigma = np.asarray(z["mu"]), np.asarray(z["sigma"])
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        digest = file_sha256(path)
     except Exception as e:
         raise FacemetricsError(f"cannot read statistics file {path}: {e}", param) from None
 

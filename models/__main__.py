@@ -6,25 +6,13 @@ errors (exit status 2) naming the option at fault.
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
 
 import click
 
+from facemetrics.cli.errors import user_errors
 from facemetrics.errors import FacemetricsError
-
-
-def _user_errors(f):
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        try:
-            return f(*args, **kwargs)
-        except FacemetricsError as e:
-            ctx = click.get_current_context()
-            param = getattr(e, "param", None)
-            raise click.UsageError(f"{e}" + (f"  [{param}]" if param else ""), ctx) from None
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -53,7 +41,7 @@ def cli() -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch [default: torch's choice]; 1 is fastest on a busy machine")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-@_user_errors
+@user_errors
 def train(config_path, data_root, out, resume_dir, overrides, device, seed, steps, max_minutes, stop_at,
           show_config, threads, quiet):
     """Train a variant (config + overrides), or continue one with --resume.
@@ -142,7 +130,7 @@ def _deep(a: dict, b: dict) -> dict:
               help="refuse a checkpoint of another variant")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch")
 @click.option("--quiet", is_flag=True)
-@_user_errors
+@user_errors
 def generate(checkpoint, captions, out, n_per_caption, seed, batch_size, device, ema, long_captions, data_root,
              limit, overwrite, expect_variant, threads, quiet):
     """Generate images for captions and write the pairs manifest facemetrics reads."""

@@ -72,9 +72,15 @@ DEFAULTS: dict[str, Any] = {
     },
     "loss": {
         "matching": "damsm",  # damsm | clip
+        "discriminator": "attngan",  # attngan | clip (conditional logit from CLIP similarity, after clip_d.start_step)
         "lambda": 5.0,  # AttnGAN TRAIN.SMOOTH.LAMBDA (birds)
         "kl_weight": 1.0,
         "clip_gamma": 10.0,  # scale of CLIP cosine logits in the clip matching loss
+    },
+    "clip_d": {  # loss.discriminator=clip: D's conditional logit = scale · cos(CLIP image, CLIP text) + bias
+        "start_step": 2000,  # GAN steps of ordinary training before the switch (G trained well first)
+        "init_scale": 10.0,  # initial scale a of the trainable affine head
+        "init_bias": 0.0,  # initial bias b
     },
     "train": {
         "steps": 20000,
@@ -114,6 +120,7 @@ CHOICES: dict[str, tuple] = {
     "text.encoder": ("lstm", "clip"),
     "text.long_captions": ("truncate", "error"),
     "loss.matching": ("damsm", "clip"),
+    "loss.discriminator": ("attngan", "clip"),
     "damsm.image_encoder": ("cnn", "inception"),
     "model.resolution": (64, 128, 256),
     "train.amp": ("auto", "off", "bf16", "fp16"),
@@ -286,7 +293,7 @@ def validate(cfg: dict) -> None:
         "text.embedding_dim": 2, "damsm.cnn_width": 1, "train.grid_size": 1, "model.r_num": 0,
         "damsm.steps": 0, "train.log_every": 0, "train.sample_every": 0, "train.checkpoint_every": 0,
         "train.eval_every": 0, "train.eval_images": 0, "data.max_images": 0, "data.num_workers": 0,
-        "train.eval_rprec_negatives": 1, "train.eval_rprec_folds": 1,
+        "train.eval_rprec_negatives": 1, "train.eval_rprec_folds": 1, "clip_d.start_step": 0,
         "damsm.sentence_weight": 0, "train.max_minutes": 0, "train.budget_minutes": 0,
     }
     for key, lo in pos.items():
@@ -300,6 +307,9 @@ def validate(cfg: dict) -> None:
         raise FacemetricsError("config key 'model.gf_dim' must be even", "--set")
     if not 0.0 <= cfg["train"]["ema_decay"] < 1.0:
         raise FacemetricsError("config key 'train.ema_decay' must be in [0, 1)", "--set")
+    if cfg["loss"]["discriminator"] == "clip" and not (cfg["clip"]["model"] or cfg["clip"]["custom"]):
+        raise FacemetricsError("config key 'loss.discriminator' is clip, which needs a CLIP model: set "
+                               "'clip.model' (an open_clip architecture) or 'clip.custom'", "--set")
     custom = cfg["clip"]["custom"]
     if custom is not None and not {"embed_dim", "vision_cfg", "text_cfg"} <= set(custom):
         raise FacemetricsError("config key 'clip.custom' needs embed_dim, vision_cfg and text_cfg", "--set")
@@ -316,7 +326,8 @@ def needs_damsm(cfg: dict) -> bool:
 
 
 def needs_clip(cfg: dict) -> bool:
-    return cfg["text"]["encoder"] == "clip" or cfg["loss"]["matching"] == "clip"
+    return (cfg["text"]["encoder"] == "clip" or cfg["loss"]["matching"] == "clip"
+            or cfg["loss"].get("discriminator") == "clip")
 
 
 def to_yaml(cfg: dict) -> str:

@@ -17,14 +17,14 @@ exactly the batches an uninterrupted run would, whatever the number of workers.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from facemetrics.datasets.face2text import Face2TextEntry, read_face2text
 from facemetrics.errors import FacemetricsError
 
 _WORD = re.compile(r"\w+")
@@ -58,19 +58,17 @@ def load_face2text_v01(root: Path) -> list[FaceRecord]:
     """Face2Text v0.1 (LFW). ``root`` holds ``face2text/v0.1/clean.json`` and ``lfw/deepfunneled``."""
     meta = _require(root / "face2text" / "v0.1" / "clean.json", "Face2Text v0.1 clean.json")
     lfw = _require(root / "lfw" / "deepfunneled", "LFW deepfunneled folder")
-    rows = json.loads(meta.read_text())
+    by_image: dict[str, list[Face2TextEntry]] = {}
+    for e in read_face2text(meta, "0.1", "--data")[1]:
+        by_image.setdefault(e.image, []).append(e)
     out, missing = [], 0
-    for row in rows:
-        rel = Path(row["image"]).with_suffix(".jpg")
+    for rel, entries in by_image.items():
         path = lfw / rel
-        caps = tuple(
-            Caption(d["text"].strip(), str(d["desc_id"]))
-            for d in row["descriptions"] if tokenize(d["text"])
-        )
+        caps = tuple(Caption(e.text.strip(), e.caption_id) for e in entries if tokenize(e.text))
         if not path.is_file() or not caps:
             missing += 1
             continue
-        out.append(FaceRecord(rel.with_suffix("").as_posix(), path.resolve(), rel.parts[0], caps))
+        out.append(FaceRecord(PurePosixPath(rel).with_suffix("").as_posix(), path.resolve(), entries[0].identity, caps))
     if not out:
         raise FacemetricsError(f"no Face2Text v0.1 image found under {lfw}", "--data")
     return sorted(out, key=lambda r: r.key)
@@ -96,7 +94,7 @@ def load_face2text_v10(root: Path, identity_file: str | None = None,
     import warnings
 
     meta = _require(root / "face2text" / "v1.0" / "raw.json", "Face2Text v1.0 raw.json")
-    rows = json.loads(meta.read_text())
+    entries = read_face2text(meta, "1.0", "--data")[1]
     files = _celeba_index(root)
     ids: dict[str, str] = {}
     if identity_file:
@@ -108,24 +106,22 @@ def load_face2text_v10(root: Path, identity_file: str | None = None,
             if len(parts) == 2:
                 ids[parts[0]] = parts[1]
     caps: dict[str, list[Caption]] = {}
-    named = {row["filename"] for row in rows}
+    named = {e.image for e in entries}
     no_words = of_missing = 0
-    for row in rows:
-        if row["filename"] not in files:
+    for e in entries:
+        if e.image not in files:
             of_missing += 1
-        elif not tokenize(row["description"]):
+        elif not tokenize(e.text):
             no_words += 1
         else:
-            caps.setdefault(row["filename"], []).append(
-                Caption(row["description"].strip(), str(row["response_id"]))
-            )
+            caps.setdefault(e.image, []).append(Caption(e.text.strip(), e.caption_id))
     out = [
         FaceRecord(Path(f).stem, files[f], ids.get(f, Path(f).stem), tuple(c))
         for f, c in sorted(caps.items())
     ]
     missing = len(named - set(files))
     info = {"dataset": "face2text-v1.0", "images_named": len(named), "images_present": len(out),
-            "images_missing": missing, "captions_named": len(rows),
+            "images_missing": missing, "captions_named": len(entries),
             "captions_used": sum(len(r.captions) for r in out), "captions_of_missing_images": of_missing,
             "captions_without_words": no_words}
     if stats is not None:
@@ -477,3 +473,25 @@ def make_loader(dataset: TrainSet, batch_size: int, seed: int, phase: int, start
         # a private generator: creating the iterator must not draw from the global RNG
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+# --------------------------------------------------------------------------- records in checkpoints
+
+def record_to_dict(r, root: Path | None) -> dict:
+    path = None if r.path is None else str(r.path)
+    rel = None
+    if r.path is not None and root is not None:
+        try:
+            rel = Path(r.path).relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            rel = None
+    return {"key": r.key, "path": path, "rel": rel, "identity": r.identity,
+            "captions": [[c.caption_id, c.text] for c in r.captions]}
+
+
+def record_from_dict(d: dict, root: str | None = None):
+    path = d["path"]
+    if root and d.get("rel"):
+        path = str(Path(root).resolve() / d["rel"])
+    return FaceRecord(d["key"], None if path is None else Path(path), d["identity"],
+                      tuple(Caption(t, i) for i, t in d["captions"]))

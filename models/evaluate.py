@@ -38,9 +38,8 @@ def sample(system, texts: Sequence[str], *, seed: int, batch_size: int = 32, ema
            policy: str = "truncate", stage: int = -1, progress: bool = False) -> tuple[np.ndarray, int]:
     """Generate one image per caption (noise z and CA ε drawn in order from a CPU generator
     seeded with ``seed``). Returns (N, H, W, 3) uint8 and the number of truncated captions."""
-    from models.train import _tqdm
+    from tqdm import tqdm
 
-    tqdm = _tqdm()
     G = system.G_ema if ema else system.G
     was = G.training
     G.eval()

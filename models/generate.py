@@ -8,14 +8,15 @@ Output folder: one PNG per (caption, sample) named ``{i:05d}_{identity}_{caption
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
+from facemetrics.pairing.captions import write_pair_rows
 from facemetrics.storage.atomic import atomic_write_text
+from facemetrics.storage.digest import file_sha256
 from facemetrics.errors import FacemetricsError
 
 
@@ -51,7 +52,7 @@ def read_caption_file(path: Path) -> list[dict]:
 
 
 def caption_rows(ck: dict, which: str, data_root: str | None) -> list[dict]:
-    from models.train import record_from_dict
+    from models.data import record_from_dict
 
     if which == "test":
         recs = [record_from_dict(d, data_root) for d in ck["test_records"]]
@@ -133,8 +134,8 @@ def generate(checkpoint: str, captions: str, out: str | Path, *, n_per_caption: 
         row["caption_id"] = r["caption_id"]
         pairs.append(row)
     write_images(imgs, names, out)
-    atomic_write_text(out / "pairs.jsonl", "".join(json.dumps(p) + "\n" for p in pairs))
-    h = hashlib.sha256(Path(ck["path"]).read_bytes()).hexdigest()
+    write_pair_rows(out / "pairs.jsonl", pairs)
+    h = file_sha256(ck["path"])
     meta = {"checkpoint": ck["path"], "checkpoint_sha256": h, "variant": ck["variant"], "step": ck["step"],
             "gan_step": ck["gan_step"], "seed": seed, "ema": ema, "captions": captions, "n_captions": len(rows),
             "n_per_caption": n_per_caption, "n_images": len(names), "truncated_captions": n_long,

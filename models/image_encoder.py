@@ -17,7 +17,6 @@ weights exist offline here, so two options:
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from facemetrics.errors import FacemetricsError
 from facemetrics.storage.torchfile import load_torchscript
+from facemetrics.storage.digest import file_sha256
 
 
 class CNNEncoder(nn.Module):
@@ -85,7 +85,7 @@ class InceptionEncoder(nn.Module):
         path = Path(weights) if weights else default_inception_path()
         if not path.is_file():
             raise FacemetricsError(f"Inception weights not found: {path}", "--set damsm.inception_weights")
-        self.weights_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.weights_sha256 = file_sha256(path)
         net = load_torchscript(path, "Inception weights", "--set damsm.inception_weights")
         layers = net.net.layers if hasattr(net, "net") else net.layers
         self.trunk = layers

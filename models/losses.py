@@ -112,6 +112,36 @@ def g_adv_loss(netD, fake: torch.Tensor, sent: torch.Tensor) -> torch.Tensor:
     return _bce(netD.uncond_logits(f), 1.0) + _bce(netD.cond_logits(f, sent), 1.0)
 
 
+def d_loss_uncond(netD, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The unconditional part of :func:`d_loss`, with its weights: real_u / 2 + fake_u / 3 (the CLIP
+    discriminator variant after its switch, where the conditional judgement is :func:`clip_d_loss`'s)."""
+    real_u = _bce(netD.uncond_logits(netD.features(real)), 1.0)
+    fake_u = _bce(netD.uncond_logits(netD.features(fake.detach())), 0.0)
+    return real_u / 2.0 + fake_u / 3.0
+
+
+def clip_d_loss(head, img_real: torch.Tensor, img_fake: torch.Tensor, txt: torch.Tensor, wrong_txt: torch.Tensor,
+                wrong_weight: float) -> torch.Tensor:
+    """The conditional part of :func:`d_loss` judged by the CLIP head (:class:`models.nets.ClipCondHead`):
+    cond_real / 2 + (cond_fake + cond_wrong) / 3, on CLIP image embeddings of the real and (detached)
+    generated last-stage images and CLIP text embeddings; ``wrong_txt`` are the mismatched captions of the
+    first ``len(wrong_txt)`` real images, their BCE summed times ``wrong_weight`` (as in :func:`d_loss`)."""
+    cond_real = _bce(head(img_real, txt), 1.0)
+    cond_fake = _bce(head(img_fake, txt), 0.0)
+    wl = head(img_real[:len(wrong_txt)], wrong_txt).float()
+    cond_wrong = F.binary_cross_entropy_with_logits(wl, torch.zeros_like(wl), reduction="sum") * wrong_weight
+    return cond_real / 2.0 + (cond_fake + cond_wrong) / 3.0
+
+
+def g_adv_uncond(netD, fake: torch.Tensor) -> torch.Tensor:
+    return _bce(netD.uncond_logits(netD.features(fake)), 1.0)
+
+
+def g_clip_cond(head, img_fake: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
+    """G's conditional adversarial term under the CLIP discriminator: BCE(head(CLIP(G(z, t)), t), 1)."""
+    return _bce(head(img_fake, txt), 1.0)
+
+
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     mu, logvar = mu.float(), logvar.float()
     return torch.mean(-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()))

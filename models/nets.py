@@ -179,6 +179,25 @@ class Discriminator(nn.Module):
         return self.cond(self.joint(torch.cat([f, s.to(f.dtype)], 1))).view(-1)
 
 
+class ClipCondHead(nn.Module):
+    """The CLIP discriminator's conditional judgement (``loss.discriminator: clip``).
+
+    logit(x, t) = a · cos(e_img(x), e_txt(t)) + b, with e_img/e_txt the frozen CLIP towers'
+    embeddings and (a, b) the only trainable parameters (initialised from
+    ``clip_d.init_scale``/``init_bias``). It replaces the conditional branch of the last
+    stage's D; every stage's D keeps its unconditional branch.
+    """
+
+    def __init__(self, init_scale: float, init_bias: float) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(init_scale)))
+        self.bias = nn.Parameter(torch.tensor(float(init_bias)))
+
+    def forward(self, img_emb: torch.Tensor, txt_emb: torch.Tensor) -> torch.Tensor:
+        cos = (F.normalize(img_emb.float(), dim=1, eps=1e-8) * F.normalize(txt_emb.float(), dim=1, eps=1e-8)).sum(1)
+        return self.scale * cos + self.bias
+
+
 def weights_init(m: nn.Module) -> None:
     """AttnGAN's init: orthogonal conv/linear weights, BN weight ~ N(1, 0.02), zero biases."""
     if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Linear)):

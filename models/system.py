@@ -78,6 +78,11 @@ class System(nn.Module):
 
         self.G = Generator(self.n_stages, sd, wd, m["z_dim"], m["condition_dim"], m["gf_dim"], m["r_num"])
         self.Ds = nn.ModuleList([Discriminator(s, m["df_dim"], sd) for s in stage_sizes(m["resolution"])])
+        self.clip_d = None
+        if cfg["loss"]["discriminator"] == "clip":
+            from models.nets import ClipCondHead
+
+            self.clip_d = ClipCondHead(cfg["clip_d"]["init_scale"], cfg["clip_d"]["init_bias"])
         self.G.apply(weights_init)
         self.Ds.apply(weights_init)
         self.G_ema = copy.deepcopy(self.G)
@@ -167,6 +172,8 @@ class System(nn.Module):
             st["clip_text"] = {k: v.detach() for k, v in st["clip_text"].items()}
         if self.image_encoder is not None:
             st["image_encoder"] = self.image_encoder.trainable_state_dict()
+        if self.clip_d is not None:
+            st["clip_d"] = self.clip_d.state_dict()
         return st
 
     def load_state(self, st: dict) -> None:
@@ -179,6 +186,8 @@ class System(nn.Module):
             self.clip_model.load_state_dict(st["clip_text"], strict=False)
         if self.image_encoder is not None:
             self.image_encoder.load_trainable(st["image_encoder"])
+        if self.clip_d is not None:
+            self.clip_d.load_state_dict(st["clip_d"])
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu", param: str = "--checkpoint") -> dict:

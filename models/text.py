@@ -14,7 +14,6 @@ features, ``sent`` (B, sent_dim) the sentence feature and ``mask`` (B, T) True o
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 
 from facemetrics.errors import FacemetricsError
 from facemetrics.storage.torchfile import load_torch_dict
+from facemetrics.storage.digest import file_sha256
 
 
 class LSTMEncoder(nn.Module):
@@ -105,7 +105,7 @@ def clip_identity(cfg: dict, model) -> dict:
     c = cfg["clip"]
     check = float(model.token_embedding.weight.detach().double().abs().sum())
     if c["pretrained"]:
-        h = hashlib.sha256(Path(c["pretrained"]).read_bytes()).hexdigest()
+        h = file_sha256(c["pretrained"])
         return {"weights": "file", "sha256": h, "model": c["model"], "checksum": check}
     return {"weights": "random", "init_seed": c["init_seed"], "model": c["model"] if c["custom"] is None else "custom",
             "checksum": check}

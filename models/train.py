@@ -39,8 +39,9 @@ from facemetrics.storage.atomic import atomic_write_text
 from facemetrics.errors import FacemetricsError
 from facemetrics.storage.torchfile import save_torch
 from models import config as C
-from models.data import load_records, make_loader, split_records
-from models.losses import clip_match_loss, d_loss, damsm_loss, g_adv_loss, kl_loss
+from models.data import load_records, make_loader, record_to_dict, split_records
+from models.losses import (clip_d_loss, clip_match_loss, d_loss, d_loss_uncond, damsm_loss, g_adv_loss, g_adv_uncond,
+                           g_clip_cond, kl_loss)
 from models.parallel import SINGLE, Parallel, convert_for_parallel
 from models.system import CHECKPOINT_FORMAT, System, load_checkpoint, resolve_device
 
@@ -89,41 +90,6 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def record_to_dict(r, root: Path | None) -> dict:
-    path = None if r.path is None else str(r.path)
-    rel = None
-    if r.path is not None and root is not None:
-        try:
-            rel = Path(r.path).relative_to(Path(root).resolve()).as_posix()
-        except ValueError:
-            rel = None
-    return {"key": r.key, "path": path, "rel": rel, "identity": r.identity,
-            "captions": [[c.caption_id, c.text] for c in r.captions]}
-
-
-def record_from_dict(d: dict, root: str | None = None):
-    from models.data import Caption, FaceRecord
-
-    path = d["path"]
-    if root and d.get("rel"):
-        path = str(Path(root).resolve() / d["rel"])
-    return FaceRecord(d["key"], None if path is None else Path(path), d["identity"],
-                      tuple(Caption(t, i) for i, t in d["captions"]))
-
-
-def _tqdm():
-    try:
-        from tqdm import tqdm
-    except ImportError:  # minimal machines: no progress bar
-        class tqdm:  # noqa: N801
-            def __init__(self, iterable=None, *a, **k): self.iterable = iterable
-            def __iter__(self): return iter(self.iterable)
-            def update(self, n=1): pass
-            def set_postfix(self, *a, **k): pass
-            def close(self): pass
-    return tqdm
 
 
 class Trainer:
@@ -221,6 +187,9 @@ class Trainer:
         betas = (t["beta1"], t["beta2"])
         self.opt_G = torch.optim.Adam(s.G.parameters(), lr=t["g_lr"], betas=betas)
         self.opt_Ds = [torch.optim.Adam(D.parameters(), lr=t["d_lr"], betas=betas) for D in s.Ds]
+        # the CLIP discriminator's head trains at D's learning rate, from its switch on
+        self.opt_clip_d = None if s.clip_d is None else torch.optim.Adam(s.clip_d.parameters(), lr=t["d_lr"],
+                                                                          betas=betas)
         self.opt_E = None
         if self.damsm_steps:
             groups = [{"params": [p for p in s.image_encoder.parameters() if p.requires_grad],
@@ -235,7 +204,8 @@ class Trainer:
 
     def _optim_state(self) -> dict:
         return {"G": self.opt_G.state_dict(), "Ds": [o.state_dict() for o in self.opt_Ds],
-                "E": None if self.opt_E is None else self.opt_E.state_dict(), "scaler": self.scaler.state_dict()}
+                "E": None if self.opt_E is None else self.opt_E.state_dict(), "scaler": self.scaler.state_dict(),
+                "clip_d": None if self.opt_clip_d is None else self.opt_clip_d.state_dict()}
 
     def _load_training_state(self, ck: dict) -> None:
         o = ck["optim"]
@@ -244,6 +214,8 @@ class Trainer:
             opt.load_state_dict(st)
         if self.opt_E is not None and o["E"] is not None:
             self.opt_E.load_state_dict(o["E"])
+        if self.opt_clip_d is not None and o.get("clip_d") is not None:
+            self.opt_clip_d.load_state_dict(o["clip_d"])
         self.scaler.load_state_dict(o["scaler"])
         self.step = ck["step"]
         self.train_seconds = float(ck.get("train_seconds", 0.0))
@@ -390,6 +362,12 @@ class Trainer:
             raise NonFiniteLoss(f"{what} is not finite at step {step}; lower the learning rates or disable AMP "
                                 "(--set train.amp=off); the last checkpoint is intact")
 
+    def clip_d_active(self, step: int) -> bool:
+        """Whether the CLIP discriminator judges the conditional part at global ``step`` (its GAN step
+        ``step - damsm_steps`` reached ``clip_d.start_step``): a function of the step alone, so a resume
+        on either side of the switch continues exactly."""
+        return self.system.clip_d is not None and step - self.damsm_steps >= self.cfg["clip_d"]["start_step"]
+
     def gan_step(self, batch, step: int) -> dict[str, float]:
         s, cfg = self.system, self.cfg
         P = self.par
@@ -398,11 +376,12 @@ class Trainer:
         B = imgs[0].size(0) * P.world  # the global batch; this rank holds rows P.rows(B)
         rows = P.rows(B)
         cls = self.identity_ids[P.gather(index.to(self.device))]
+        clip_d = self.clip_d_active(step)
         with torch.no_grad():
             words, sent, mask = s.encode_text(ids, cached=True)
             words, sent = words.float(), sent.float()
             clip_txt = None
-            if cfg["loss"]["matching"] == "clip":
+            if cfg["loss"]["matching"] == "clip" or clip_d:
                 clip_txt = sent if s.text_key == "clip" else s.clip_sentence(ids, cached=True).float()
             sent_all = P.gather(sent)
         # noise for the global batch on every rank (same RNG stream as one process), this rank's rows
@@ -411,38 +390,30 @@ class Trainer:
         with self._autocast():
             fakes, _, mu, logvar = s.G(z, sent, words, mask, eps)
         # mismatched pairs: real image j with caption j + 1 of the global batch
-        wrong_sent = sent_all[rows.start + 1:rows.stop + 1]
+        wrong = slice(rows.start + 1, rows.stop + 1)
         wrong_weight = P.world / (B - 1)
-        # ---- D
-        err_d = 0.0
-        for D, opt, real, fake in zip(s.Ds, self.opt_Ds, imgs, fakes):
-            opt.zero_grad(set_to_none=True)
-            with self._autocast():
-                ld = d_loss(D, real, fake, sent, wrong_sent, wrong_weight)
-            self._check_finite(ld, "D loss", step)
-            self.scaler.scale(ld).backward()
-            P.all_reduce_grads(D.parameters())
-            self.scaler.step(opt)
-            err_d += ld.item()
+        err_d, parts = self._d_steps(imgs, fakes, sent, sent_all[wrong], wrong_weight, step, clip_d)
+        if clip_d:
+            parts["d_clip"] = self._clip_d_step(imgs[-1], fakes[-1], clip_txt, P.gather(clip_txt)[wrong],
+                                                wrong_weight, step)
         # ---- G
-        for p in s.Ds.parameters():
+        frozen = list(s.Ds.parameters()) + ([] if s.clip_d is None else list(s.clip_d.parameters()))
+        for p in frozen:
             p.requires_grad_(False)
         self.opt_G.zero_grad(set_to_none=True)
         lam = cfg["loss"]["lambda"]
-        parts: dict[str, float] = {}
         with self._autocast():
-            adv = sum(g_adv_loss(D, fake, sent) for D, fake in zip(s.Ds, fakes))
-            if cfg["loss"]["matching"] == "damsm":
-                regions, code = s.image_encoder(fakes[-1])
-                match, mp = damsm_loss(P.gather(regions), P.gather(code), P.gather(words), sent_all, P.gather(mask),
-                                       cls, cfg["damsm"])
-                parts.update({k: lam * v for k, v in mp.items()})
-            else:
+            clip_fake = None
+            if clip_d or cfg["loss"]["matching"] == "clip":
                 from models.text import clip_image_features
 
-                match = clip_match_loss(P.gather(clip_image_features(s.clip_model, fakes[-1])), P.gather(clip_txt),
-                                        cls, cfg["loss"]["clip_gamma"])
-                parts["clip_loss"] = lam * match.item()
+                clip_fake = clip_image_features(s.clip_model, fakes[-1])
+            if clip_d:  # unconditional branches of every stage + the CLIP head's conditional judgement
+                adv = sum(g_adv_uncond(D, fake) for D, fake in zip(s.Ds, fakes)) + g_clip_cond(s.clip_d, clip_fake,
+                                                                                               clip_txt)
+            else:
+                adv = sum(g_adv_loss(D, fake, sent) for D, fake in zip(s.Ds, fakes))
+            match = self._match_loss(fakes[-1], clip_fake, clip_txt, words, sent_all, mask, cls, parts)
             kl = kl_loss(mu, logvar)
             total = adv + lam * match + cfg["loss"]["kl_weight"] * kl
         self._check_finite(total, "G loss", step)
@@ -450,11 +421,58 @@ class Trainer:
         P.all_reduce_grads(s.G.parameters())
         self.scaler.step(self.opt_G)
         self.scaler.update()
-        for p in s.Ds.parameters():
+        for p in frozen:
             p.requires_grad_(True)
         self._ema_update()
         return {"d_loss": err_d, "g_adv": float(adv.item()), "match": lam * float(match.item()),
                 "kl": float(kl.item()), "g_total": float(total.item()), **parts}
+
+    def _d_steps(self, imgs, fakes, sent, wrong_sent, wrong_weight: float, step: int,
+                 clip_d: bool) -> tuple[float, dict[str, float]]:
+        """One update of every stage's D: AttnGAN's loss, or only its unconditional part once the CLIP
+        discriminator has switched on (its conditional judgement is :meth:`_clip_d_step`'s)."""
+        err_d = 0.0
+        for D, opt, real, fake in zip(self.system.Ds, self.opt_Ds, imgs, fakes):
+            opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                ld = d_loss_uncond(D, real, fake) if clip_d else d_loss(D, real, fake, sent, wrong_sent, wrong_weight)
+            self._check_finite(ld, "D loss", step)
+            self.scaler.scale(ld).backward()
+            self.par.all_reduce_grads(D.parameters())
+            self.scaler.step(opt)
+            err_d += ld.item()
+        return err_d, {}
+
+    def _clip_d_step(self, real, fake, clip_txt, wrong_txt, wrong_weight: float, step: int) -> float:
+        """One update of the CLIP discriminator's head on the last stage's real and generated images."""
+        from models.text import clip_image_features
+
+        s = self.system
+        self.opt_clip_d.zero_grad(set_to_none=True)
+        with torch.no_grad(), self._autocast():  # frozen towers: no graph through them for D's update
+            img_real = clip_image_features(s.clip_model, real)
+            img_fake = clip_image_features(s.clip_model, fake.detach())
+        with self._autocast():
+            lh = clip_d_loss(s.clip_d, img_real, img_fake, clip_txt, wrong_txt, wrong_weight)
+        self._check_finite(lh, "CLIP discriminator loss", step)
+        self.scaler.scale(lh).backward()
+        self.par.all_reduce_grads(s.clip_d.parameters())
+        self.scaler.step(self.opt_clip_d)
+        return float(lh.item())
+
+    def _match_loss(self, fake, clip_fake, clip_txt, words, sent_all, mask, cls, parts: dict) -> torch.Tensor:
+        """λ's term: DAMSM on the last stage's image, or the CLIP matching loss (its parts into ``parts``)."""
+        s, cfg, P = self.system, self.cfg, self.par
+        lam = cfg["loss"]["lambda"]
+        if cfg["loss"]["matching"] == "damsm":
+            regions, code = s.image_encoder(fake)
+            match, mp = damsm_loss(P.gather(regions), P.gather(code), P.gather(words), sent_all, P.gather(mask),
+                                   cls, cfg["damsm"])
+            parts.update({k: lam * v for k, v in mp.items()})
+            return match
+        match = clip_match_loss(P.gather(clip_fake), P.gather(clip_txt), cls, cfg["loss"]["clip_gamma"])
+        parts["clip_loss"] = lam * match.item()
+        return match
 
     @torch.no_grad()
     def _ema_update(self) -> None:
@@ -502,7 +520,7 @@ class Trainer:
 
     def run(self, stop_at: int | None = None, max_minutes: float | None = None) -> dict[str, Any]:
         """Train until ``train.steps`` GAN steps (or ``stop_at`` global step, or the time limit)."""
-        tqdm = _tqdm()
+        from tqdm import tqdm
 
         cfg = self.cfg
         t = cfg["train"]

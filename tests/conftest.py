@@ -78,52 +78,16 @@ def lfw_small(data_dir, tmp_path_factory) -> tuple[Path, Path]:
     return link_folder(base / "a", files[1000:1012]), link_folder(base / "b", files[2000:2012])
 
 
-#: clean-fid 0.1.35 (cleanfid/features.py, ``feature_extractor``) reads its TorchScript from
-#: the hard-coded folder "/tmp" (not ``tempfile.gettempdir()``: $TMPDIR is ignored) and
-#: downloads it there when absent.
-CLEANFID_INCEPTION = Path("/tmp/inception-2015-12-05.pt")
-
-
-def _is_fid_layers_file(path: Path, packaged: dict) -> bool:
-    """Whether ``path`` is a TorchScript whose ``.layers`` holds exactly the packaged FID tensors."""
-    import torch
-
-    try:
-        layers = torch.jit.load(str(path), map_location="cpu").layers
-        state = layers.state_dict()
-    except Exception:  # noqa: BLE001 - any unreadable or foreign file is "not ours"
-        return False
-    return state.keys() == packaged.keys() and all(torch.equal(state[k], packaged[k]) for k in packaged)
-
-
 @pytest.fixture(scope="session")
 def cleanfid_inception() -> Path:
-    """clean-fid's offline file at exactly the path it reads, checked before use.
+    """clean-fid's offline file at exactly the path it reads, checked before use
+    (:func:`reference_tools.ensure_cleanfid_inception`); the session fails naming it when it cannot be had."""
+    from reference_tools import ReferenceWeightsError, ensure_cleanfid_inception
 
-    An existing file is used when its sha256 is the real StyleGAN2-ADA download's or
-    when its ``.layers`` tensors equal the packaged FID layers (a file built here:
-    ``torch.jit.save`` is not byte-reproducible, so no sha256 can be pinned for it).
-    Anything else is rebuilt from the packaged layers (atomically); if that is
-    impossible the session fails naming the file.
-    """
-    from facemetrics.extractors.inception import INCEPTION_SHA256, write_layers_torchscript
-    from facemetrics.nets.inception import scripted_layers_state
-    from facemetrics.nets.weights import sha256_file
-    from reference_tools import packaged_fid_layers
-
-    target = CLEANFID_INCEPTION
-    if target.is_file() and sha256_file(target) == INCEPTION_SHA256:
-        return target
-    packaged = scripted_layers_state(packaged_fid_layers(), None)
-    if target.is_file() and _is_fid_layers_file(target, packaged):
-        return target
     try:
-        write_layers_torchscript(target)
-    except OSError as e:
-        pytest.fail(f"{target} (read by clean-fid) is absent or not the FID Inception, and cannot be rebuilt: {e}")
-    if not _is_fid_layers_file(target, packaged):
-        pytest.fail(f"{target} (read by clean-fid) was rebuilt but does not hold the FID Inception layers")
-    return target
+        return ensure_cleanfid_inception()
+    except ReferenceWeightsError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,10 @@ matched, in forward order and by shape, to the tools' 94 ``BasicConv2d`` blocks.
 The scripted batch norm has no scale, so ``bn.weight`` = 1. The packaged layers have
 no logits head: ``fc`` is filled with NaN, so only the 2048-d pool features
 (all FID needs) are meaningful and any use of the logits (IS) shows up as NaN.
+
+clean-fid 0.1.35 reads the TorchScript itself from :data:`CLEANFID_INCEPTION`;
+:func:`ensure_cleanfid_inception` checks (or builds) that file. The tests (through
+``tests/conftest.py``) and ``benchmarks/bench_peers.py`` share these helpers.
 """
 from __future__ import annotations
 
@@ -27,6 +31,10 @@ from pathlib import Path
 
 import torch
 
+#: clean-fid 0.1.35 (cleanfid/features.py, ``feature_extractor``) reads its TorchScript from
+#: the hard-coded folder "/tmp" (not ``tempfile.gettempdir()``: $TMPDIR is ignored) and
+#: downloads it there when absent.
+CLEANFID_INCEPTION = Path("/tmp/inception-2015-12-05.pt")
 PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
@@ -103,3 +111,82 @@ def write_reference_weights(torch_home: str | os.PathLike) -> dict[str, Path]:
         os.replace(tmp, dest)
         out[tool] = dest
     return out
+
+
+def is_fid_layers_file(path: Path, packaged: dict) -> bool:
+    """Whether ``path`` is a TorchScript whose ``.layers`` holds exactly the packaged FID tensors."""
+    try:
+        layers = torch.jit.load(str(path), map_location="cpu").layers
+        state = layers.state_dict()
+    except Exception:  # noqa: BLE001 - any unreadable or foreign file is "not ours"
+        return False
+    return state.keys() == packaged.keys() and all(torch.equal(state[k], packaged[k]) for k in packaged)
+
+
+class ReferenceWeightsError(RuntimeError):
+    """A reference tool's offline weights file is wrong and cannot be rebuilt."""
+
+
+def ensure_cleanfid_inception(target: Path = CLEANFID_INCEPTION) -> Path:
+    """clean-fid's offline file at exactly the path it reads, checked before use.
+
+    An existing file is used when its sha256 is the real StyleGAN2-ADA download's or
+    when its ``.layers`` tensors equal the packaged FID layers (a file built here:
+    ``torch.jit.save`` is not byte-reproducible, so no sha256 can be pinned for it).
+    Anything else is rebuilt from the packaged layers (atomically); raises
+    :class:`ReferenceWeightsError` naming the file when that is impossible.
+    """
+    from facemetrics.extractors.inception import INCEPTION_SHA256, write_layers_torchscript
+    from facemetrics.nets.inception import scripted_layers_state
+    from facemetrics.nets.weights import sha256_file
+
+    if target.is_file() and sha256_file(target) == INCEPTION_SHA256:
+        return target
+    packaged = scripted_layers_state(packaged_fid_layers(), None)
+    if target.is_file() and is_fid_layers_file(target, packaged):
+        return target
+    try:
+        write_layers_torchscript(target)
+    except OSError as e:
+        raise ReferenceWeightsError(f"{target} (read by clean-fid) is absent or not the FID Inception, and cannot "
+                                    f"be rebuilt: {e}") from e
+    if not is_fid_layers_file(target, packaged):
+        raise ReferenceWeightsError(f"{target} (read by clean-fid) was rebuilt but does not hold the FID Inception "
+                                    "layers")
+    return target
+
+
+class _WithHead(torch.nn.Module):
+    """The packaged FID layers as ``.layers`` plus a logits head ``.output`` (the stock file's layout)."""
+
+    def __init__(self, layers, output):
+        super().__init__()
+        self.layers = layers
+        self.output = output
+
+    def forward(self, x):
+        return self.output(self.layers(x).reshape(-1, 2048))
+
+
+def write_stock_like_inception(path: str | os.PathLike, seed: int = 1008) -> tuple[Path, torch.nn.Linear]:
+    """A TorchScript shaped like the full ``inception-2015-12-05.pt`` (which cannot be had offline):
+    the packaged FID layers plus a ``Linear(2048, 1008)`` ``.output`` with seeded, non-zero weight and bias.
+
+    IS values computed with it are not the protocol's; its cost and the pool features are.
+    Returns the path and the head.
+    """
+    import warnings
+
+    from facemetrics.storage.torchfile import load_torchscript
+
+    layers = load_torchscript(packaged_fid_layers(), "Inception weights", None).net.layers
+    g = torch.Generator().manual_seed(seed)
+    head = torch.nn.Linear(2048, 1008)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(1008, 2048, generator=g) * 0.05)
+        head.bias.copy_(torch.randn(1008, generator=g) * 3.0 + 1.0)
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        torch.jit.script(_WithHead(layers, head)).save(str(path))
+    return path, head

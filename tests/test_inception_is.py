@@ -7,11 +7,8 @@ same shape is built here: the packaged FID layers as ``.layers`` plus an ``.outp
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
-import torch
 
 from conftest import lfw_first_images, link_folder
 from facemetrics.api import score
@@ -21,32 +18,11 @@ from facemetrics.imaging.images import scan
 from facemetrics.metrics.inception_score import inception_score
 
 
-class _WithHead(torch.nn.Module):
-    def __init__(self, layers, output):
-        super().__init__()
-        self.layers = layers
-        self.output = output
-
-    def forward(self, x):
-        return self.output(self.layers(x).reshape(-1, 2048))
-
-
 @pytest.fixture(scope="module")
 def stock_like_weights(tmp_path_factory):
-    from facemetrics.storage.torchfile import load_torchscript
+    from reference_tools import write_stock_like_inception
 
-    from reference_tools import packaged_fid_layers
-
-    layers = load_torchscript(packaged_fid_layers(), "Inception weights", None).net.layers
-    g = torch.Generator().manual_seed(1008)
-    head = torch.nn.Linear(2048, 1008)
-    with torch.no_grad():
-        head.weight.copy_(torch.randn(1008, 2048, generator=g) * 0.05)
-        head.bias.copy_(torch.randn(1008, generator=g) * 3.0 + 1.0)
-    path = tmp_path_factory.mktemp("stock-like") / "inception-with-head.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
-        torch.jit.script(_WithHead(layers, head)).save(str(path))
+    path, head = write_stock_like_inception(tmp_path_factory.mktemp("stock-like") / "inception-with-head.pt")
     return path, head.weight.detach().double().numpy(), head.bias.detach().double().numpy()
 
 

@@ -84,13 +84,16 @@ def _assert_same_run(single: Path, ddp: Path) -> None:
             assert y[k] == pytest.approx(x[k], rel=TOL, abs=1e-6), (step, k, x[k], y[k])
 
 
-@pytest.mark.parametrize("text,matching", [("lstm", "damsm"), ("clip", "clip")])
-def test_torchrun_training_equals_single_process(tmp_path, text, matching):
+@pytest.mark.parametrize("text,matching,disc", [("lstm", "damsm", "attngan"), ("clip", "clip", "attngan"),
+                                               ("clip", "clip", "clip")])
+def test_torchrun_training_equals_single_process(tmp_path, text, matching, disc):
     """lstm-damsm covers the DAMSM stage (dropout, image-encoder batch norm, matching over the
     global batch) and periodic grids + evaluation (rank 0 alone); clip-clip the CLIP matching
-    loss; both the mismatched-caption D term."""
+    loss; both the mismatched-caption D term; clip-clip with the CLIP discriminator switching on at
+    GAN step 2 (its head's update and mismatched captions over the global batch)."""
     periodic = {"train.eval_every": 2, "train.sample_every": 2} if text == "lstm" else {}
-    cfg = _config(tmp_path, **{"text.encoder": text, "loss.matching": matching, **periodic})
+    extra = {"loss.discriminator": "clip", "clip_d.start_step": 2} if disc == "clip" else {}
+    cfg = _config(tmp_path, **{"text.encoder": text, "loss.matching": matching, **periodic, **extra})
     one, two = tmp_path / "one", tmp_path / "two"
     r1 = _ok(_run(["--config", cfg, "--out", one, "--quiet", "--threads", "1"], 1))
     r2 = _ok(_run(["--config", cfg, "--out", two, "--quiet", "--threads", "1"], 2))

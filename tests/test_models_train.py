@@ -204,7 +204,7 @@ def test_generate_then_facemetrics_score_end_to_end(tmp_path, lstm_run, monkeypa
     from models.__main__ import cli
     from models.evaluate import evaluate
     from models.system import load_checkpoint, system_from_checkpoint
-    from models.train import record_from_dict
+    from models.data import record_from_dict
 
     monkeypatch.setenv("FACEMETRICS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "samples"

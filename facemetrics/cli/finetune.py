@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from facemetrics.errors import FacemetricsError
+from facemetrics.cli.errors import user_errors
 
 _BLOCKS = ("none", "conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed",
            "mixed_1", "mixed_2", "mixed_3", "mixed_4", "mixed_5", "mixed_6", "mixed_7", "mixed_8",
@@ -50,15 +50,12 @@ _BLOCKS = ("none", "conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "poo
               help="PNG of the curves (default: OUT stem + .curves.png).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.train-state (bit for bit).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
+@user_errors
 def finetune_inception(**kw) -> None:
     """Fine-tune the FID Inception-v3 on face images; use the result with `score --extractor OUT`."""
     from facemetrics.finetune.train import FinetuneConfig, finetune
 
-    cfg = FinetuneConfig(**kw)
-    try:
-        res = finetune(cfg, log=lambda m: click.echo(m, err=True))
-    except FacemetricsError as e:
-        raise click.UsageError(f"{e.param + ': ' if e.param else ''}{e}") from None
+    res = finetune(FinetuneConfig(**kw), log=lambda m: click.echo(m, err=True))
     v = res.validation
     click.echo(f"wrote {res.checkpoint} (validation accuracy {v['accuracy']:.4f}, chance {v['chance']:.4f}, "
                f"{len(res.classes)} outputs, {res.n_train} train / {res.n_val} val images)")

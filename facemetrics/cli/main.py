@@ -12,6 +12,7 @@ import warnings
 import click
 
 from facemetrics.version import __version__
+from facemetrics.cli.errors import click_error
 from facemetrics.errors import DistributedError, FacemetricsError, OutputWriteError
 from facemetrics.options import ScoreOptions, StatsOptions, click_options
 
@@ -23,7 +24,7 @@ def _is_main() -> bool:
 
 
 class FacemetricsGroup(click.Group):
-    """A click group that turns FacemetricsError into a usage error (exit 2).
+    """A click group that reports FacemetricsError by :func:`~facemetrics.cli.errors.click_error` (exit 2).
 
     Under torchrun only rank 0 reports usage errors that every rank raised alike
     (agreed errors, see :meth:`DistContext.run_agreed`); another rank's own error
@@ -35,9 +36,9 @@ class FacemetricsGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (DistributedError, OutputWriteError) as e:
-            raise click.ClickException(str(e)) from None
         except FacemetricsError as e:
+            if isinstance(e, (DistributedError, OutputWriteError)):
+                raise click_error(e) from None
             if not _is_main():
                 if not getattr(e, "agreed", False):  # this rank's own problem: say it, with the rank
                     from facemetrics.pipeline.distributed import current_rank
@@ -46,7 +47,7 @@ class FacemetricsGroup(click.Group):
                 ctx.exit(2)
             sub = ctx.invoked_subcommand
             sub_ctx = click.Context(self.commands[sub], info_name=sub, parent=ctx) if sub in self.commands else ctx
-            raise click.UsageError(str(e), ctx=sub_ctx) from None
+            raise click_error(e, sub_ctx) from None
 
 
 def _first_names(failed: list, shown: int = 5) -> str:
@@ -180,6 +181,10 @@ cli.add_command(finetune_inception)
 from facemetrics.cli.merge import merge_stats  # noqa: E402  (light: click only)
 
 cli.add_command(merge_stats)
+
+from facemetrics.cli.compare import compare as _compare_command  # noqa: E402  (light: click only)
+
+cli.add_command(_compare_command)
 
 
 def main() -> None:

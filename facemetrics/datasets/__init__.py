@@ -1,5 +1,11 @@
 """Loaders for face datasets at paths the user gives (nothing is bundled)."""
-from facemetrics.datasets.face2text import Face2TextRecord, Face2TextSet, load_face2text
+from facemetrics.datasets.face2text import (
+    Face2TextEntry,
+    Face2TextRecord,
+    Face2TextSet,
+    load_face2text,
+    read_face2text,
+)
 from facemetrics.datasets.lfw import (
     LFWPair,
     lfw_image_path,
@@ -8,6 +14,7 @@ from facemetrics.datasets.lfw import (
 )
 
 __all__ = [
+    "Face2TextEntry",
     "Face2TextRecord",
     "Face2TextSet",
     "LFWPair",
@@ -15,4 +22,5 @@ __all__ = [
     "load_face2text",
     "load_lfw_pairs",
     "load_lfw_people",
+    "read_face2text",
 ]

@@ -63,6 +63,67 @@ def _detect_version(data) -> str:
     raise ValueError("neither the v0.1 nor the v1.0 Face2Text schema")
 
 
+@dataclass(frozen=True)
+class Face2TextEntry:
+    """One description as the JSON file has it.
+
+    ``image`` is the image path relative to the image root (v0.1: the LFW
+    ``Name/Name_0001.jpg``, any suffix in the JSON mapped to ``.jpg``; v1.0: the
+    CelebA file name); ``text`` is the description unstripped (callers filter).
+    """
+
+    image: str
+    text: str
+    caption_id: str
+    image_id: str
+    identity: str | None
+
+
+def _entries_v01(data: list) -> list[Face2TextEntry]:
+    out = []
+    for item in data:
+        rel = PurePosixPath(str(item["image"])).with_suffix(".jpg")
+        identity = rel.parts[0] if len(rel.parts) > 1 else rel.stem.rsplit("_", 1)[0]
+        for d in item["descriptions"]:
+            out.append(Face2TextEntry(rel.as_posix(), str(d.get("text") or ""), str(d["desc_id"]),
+                                      str(item["img_id"]), identity))
+    return out
+
+
+def _entries_v10(data: list) -> list[Face2TextEntry]:
+    out = []
+    for item in data:
+        fn = str(item["filename"])
+        out.append(Face2TextEntry(fn, str(item.get("description") or ""), str(item["response_id"]),
+                                  PurePosixPath(fn).stem, None))
+    return out
+
+
+def read_face2text(json_path: str | os.PathLike, version: str = "auto",
+                   param: str | None = None) -> tuple[str, list[Face2TextEntry]]:
+    """The one Face2Text parser: ``(version, entries)`` of a v0.1 or v1.0 JSON file, in file order.
+
+    ``version``: ``"0.1"``, ``"1.0"`` or ``"auto"`` (from the schema). An unreadable
+    file, an unknown schema, another version than asked and an entry lacking a
+    field are :class:`FacemetricsError` naming ``param``.
+    """
+    path = Path(json_path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise FacemetricsError(f"cannot read Face2Text JSON {path}: {e}", param) from None
+    try:
+        found = _detect_version(data)
+    except ValueError as e:
+        raise FacemetricsError(f"{path}: {e}", param) from None
+    if version != "auto" and version != found:
+        raise FacemetricsError(f"{path}: asked for Face2Text v{version} but the file has the v{found} schema", param)
+    try:
+        return found, (_entries_v01 if found == "0.1" else _entries_v10)(data)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise FacemetricsError(f"{path}: a Face2Text v{found} entry without the field {e}", param) from None
+
+
 def load_face2text(json_path: str | os.PathLike, image_root: str | os.PathLike, version: str = "auto") -> Face2TextSet:
     """Caption records of a Face2Text JSON file, bound to images under ``image_root``.
 
@@ -70,39 +131,13 @@ def load_face2text(json_path: str | os.PathLike, image_root: str | os.PathLike, 
     CelebA image folder for v1.0. ``version``: ``"0.1"``, ``"1.0"`` or ``"auto"``
     (from the schema).
     """
-    path = Path(json_path)
     root = Path(image_root).resolve()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise FacemetricsError(f"cannot read Face2Text JSON {path}: {e}") from None
-    try:
-        found = _detect_version(data)
-    except ValueError as e:
-        raise FacemetricsError(f"{path}: {e}") from None
-    if version != "auto" and version != found:
-        raise FacemetricsError(f"{path}: asked for Face2Text v{version} but the file has the v{found} schema")
+    found, entries = read_face2text(json_path, version)
     out = Face2TextSet(version=found, records=[])
-    if found == "0.1":
-        for item in data:
-            rel = PurePosixPath(item["image"])
-            if rel.suffix.lower() == ".bmp":
-                rel = rel.with_suffix(".jpg")
-            identity = rel.parts[0] if len(rel.parts) > 1 else rel.stem.rsplit("_", 1)[0]
-            for d in item["descriptions"]:
-                cid = str(d["desc_id"])
-                text = (d.get("text") or "").strip()
-                if not text:
-                    out.skipped.append((cid, "empty description"))
-                    continue
-                out.records.append(Face2TextRecord(root / rel, text, cid, str(item["img_id"]), identity))
-    else:
-        for item in data:
-            cid = str(item["response_id"])
-            text = (item.get("description") or "").strip()
-            if not text:
-                out.skipped.append((cid, "empty description"))
-                continue
-            fn = str(item["filename"])
-            out.records.append(Face2TextRecord(root / fn, text, cid, PurePosixPath(fn).stem, None))
+    for e in entries:
+        text = e.text.strip()
+        if not text:
+            out.skipped.append((e.caption_id, "empty description"))
+            continue
+        out.records.append(Face2TextRecord(root / e.image, text, e.caption_id, e.image_id, e.identity))
     return out

@@ -14,17 +14,39 @@ can run in worker processes:
 
 :meth:`fingerprint` identifies everything that changes the numbers (network,
 weights sha256, preprocessing); the feature cache is keyed by it.
+
+An extractor whose Python calls hold the GIL (dlib) may also offer
+:meth:`FeatureExtractor.process_runner`: a :class:`ProcessRunner` that runs its
+preprocessing *and* forward in worker processes, so that it uses every core and
+does not serialise the other extractors of the same decode pass. Its results
+must equal those of :meth:`preprocessor` + :meth:`forward` exactly.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 Preprocessor = Callable[[np.ndarray], dict]
+
+
+class ProcessRunner(Protocol):
+    """Preprocessing + forward of one extractor in worker processes (see module doc).
+
+    The decode pass runs :meth:`preprocessor` on each decoded image (in its decode
+    workers), hands lists of its results to :meth:`submit` in file order and calls
+    the returned function, later, for that list's outputs (one row per item, the
+    keys and values of :meth:`FeatureExtractor.forward`).
+    """
+
+    def preprocessor(self) -> Preprocessor:
+        """A cheap picklable ``img -> dict`` run in the decode workers (its values need not stack)."""
+
+    def submit(self, items: list[dict]) -> Callable[[], dict[str, np.ndarray]]:
+        """Start work on ``items``; the returned function blocks until their outputs are ready."""
 
 
 class FeatureExtractor(ABC):
@@ -47,6 +69,10 @@ class FeatureExtractor(ABC):
 
     def load(self, device: str = "cpu") -> None:  # pragma: no cover - default no-op
         """Load weights onto ``device`` (called once before the first forward)."""
+
+    def process_runner(self, workers: int) -> ProcessRunner | None:
+        """A :class:`ProcessRunner` over ``workers`` processes, or None: run in the decode pass's process."""
+        return None
 
     def fingerprint_key(self) -> str:
         """sha256 of the canonical JSON of :meth:`fingerprint`."""

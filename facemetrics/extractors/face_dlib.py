@@ -31,14 +31,36 @@ closer than 0.6 in Euclidean distance by dlib's convention.
 dlib objects cannot be pickled, and one detector shared by two threads returns
 wrong boxes (measured: 3-10 of 80 LFW images differ), so the detector, the shape
 predictor and the network are built lazily, once per thread of each process.
+
+Every core: dlib's Python calls (detector, landmarks, descriptor) keep the GIL, so
+threads run them one at a time (measured: two threads take as long as one doing
+both halves). With more than one worker (``--workers``, default
+:func:`facemetrics.pipeline.features.default_workers`) the decode pass therefore
+hands the decoded images to :class:`DlibProcessRunner`: a pool of that many
+processes, kept for the life of the calling process, each loading the three dlib
+models once and then running the same preprocessing and descriptor code as above
+on chunks of :data:`CHUNK` images. On Linux the pool is forked, as torch's
+DataLoader workers are, and before the decode pass starts its threads; the
+children run only dlib, numpy and PIL (never torch, CUDA or OpenMP), so torch's
+threads in the parent do not matter to them, and they need no re-import of the
+main program: a script without an ``if __name__ == "__main__"`` guard works.
+Elsewhere they are spawned (when the main program is a file or a module). Nothing about the numbers changes (dlib's CPU descriptor
+does not depend on how the chips are batched; tested equal bit for bit), and the
+calling process stays free for Inception and the other extractors of the pass.
 """
 from __future__ import annotations
 
+import atexit
+import collections
 import importlib.util
+import math
 import os
+import sys
 import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -54,6 +76,10 @@ ALIGN_MODES = ("auto", "always", "never")
 MIN_DETECT_SIDE = 400
 #: ... but at most this many times (each doubles both sides)
 MAX_UPSAMPLE = 3
+#: images per task of a worker process (at most; a batch is split among the workers first)
+CHUNK = 8
+#: tasks waiting or running per worker process before :meth:`DlibProcessRunner.submit` waits for the oldest
+INFLIGHT_PER_WORKER = 4
 
 # dlib objects, one set per thread of each process: they cannot be pickled, and
 # sharing one detector between threads gives wrong detections (its scanner is mutable).
@@ -181,6 +207,159 @@ class DlibFacePreprocessor:
         return {"chip": centred_resize(img), "detected": np.bool_(False)}
 
 
+def descriptors(models: str, chips: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, 128) float32 descriptors of 150×150 uint8 chips: one ``compute_face_descriptor(list)`` call
+    (no jitter) with this thread's network loaded from ``models``."""
+    chips = [np.ascontiguousarray(c, dtype=np.uint8) for c in chips]
+    if not chips:
+        return np.zeros((0, DlibFaceExtractor.dims), np.float32)
+    net = _cached("descriptor", str(Path(models) / DESCRIPTOR_FILE))
+    desc = net.compute_face_descriptor(chips)
+    return np.asarray([np.asarray(d) for d in desc], dtype=np.float32).reshape(len(chips), DlibFaceExtractor.dims)
+
+
+# ---------------------------------------------------------------- worker processes
+def _start_method() -> str | None:
+    """How worker processes start: fork on Linux (see module doc), spawn elsewhere; None when spawned
+    processes could not start (they re-import the main program, which must then be a file or module)."""
+    if sys.platform.startswith("linux"):
+        return "fork"
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if getattr(main, "__spec__", None) is None and main_file and not os.path.isfile(main_file):
+        return None
+    return "spawn"
+
+
+def _worker_init(models: str) -> None:
+    """Load the three dlib models once per worker process (before its first task)."""
+    _cached("detector", "")
+    _cached("landmarks", str(Path(models) / LANDMARKS_FILE))
+    _cached("descriptor", str(Path(models) / DESCRIPTOR_FILE))
+
+
+def _worker_embed(models: str, align: str, upsample: int | None,
+                  images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, detected) of decoded images: :class:`DlibFacePreprocessor` then :func:`descriptors`,
+    exactly what the single-process path runs."""
+    prep = DlibFacePreprocessor(models, align, upsample)
+    items = [prep(img) for img in images]
+    detected = np.asarray([bool(it["detected"]) for it in items], dtype=bool)
+    return descriptors(models, [it["chip"] for it in items]), detected
+
+
+def _as_uint8(img: np.ndarray) -> dict[str, np.ndarray]:
+    """The decode workers' part when dlib runs in worker processes: the image itself."""
+    return {"image": np.ascontiguousarray(img, dtype=np.uint8)}
+
+
+_POOL_LOCK = threading.Lock()
+#: the one pool of this process: ((workers, models folder), executor), started on first use
+_POOL: tuple[tuple[int, str], ProcessPoolExecutor] | None = None
+
+
+def _pool(workers: int, models: str) -> ProcessPoolExecutor:
+    """This process's pool of ``workers`` dlib processes, started now if it is not running (then reused).
+
+    All processes start here, at once (a first task makes the executor launch them),
+    so that a forked pool is forked before the decode pass starts its threads.
+    """
+    global _POOL
+    with _POOL_LOCK:
+        key = (workers, models)
+        if _POOL is not None and _POOL[0] != key:
+            _POOL[1].shutdown(wait=True)
+            _POOL = None
+        if _POOL is None:
+            import multiprocessing
+
+            method = _start_method() or "spawn"
+            ex = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+                                     initializer=_worker_init, initargs=(models,))
+            for _ in range(workers):  # fork: all start on the first submit; spawn: one per submit
+                ex.submit(_noop)
+            _POOL = (key, ex)
+        return _POOL[1]
+
+
+def _noop() -> None:
+    """A first task, to start the worker processes."""
+
+
+def shutdown_pool() -> None:
+    """Stop this process's dlib worker processes (they start again on the next use)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is not None:
+            _POOL[1].shutdown(wait=True)
+            _POOL = None
+
+
+atexit.register(shutdown_pool)
+
+
+def _drop_broken_pool(executor: ProcessPoolExecutor) -> None:
+    """Forget a pool whose worker died, so that the next use starts a new one."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is not None and _POOL[1] is executor:
+            _POOL = None
+    executor.shutdown(wait=False)
+
+
+class DlibProcessRunner:
+    """The dlib embedder in this process's pool of worker processes (see module doc).
+
+    :meth:`submit` splits a list of decoded images into ``min(CHUNK, ceil(n / workers))``-image
+    tasks and returns at once; at most ``INFLIGHT_PER_WORKER`` tasks per worker are
+    outstanding (it then waits for the oldest), so memory stays bounded on any number
+    of images.
+    """
+
+    def __init__(self, models: str, align: str, upsample: int | None, workers: int) -> None:
+        self.models, self.align, self.upsample, self.workers = models, align, upsample, workers
+        self._inflight: collections.deque[Future] = collections.deque()
+        _pool(workers, models)  # start the processes now, before the decode pass's threads
+
+    def preprocessor(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        """What the decode workers run: the decoded image itself, contiguous uint8 (detection is here)."""
+        return _as_uint8
+
+    def submit(self, items: list[dict]) -> Callable[[], dict[str, np.ndarray]]:
+        """Hand ``items`` (from :meth:`preprocessor`) to the workers; the returned function gives their
+        ``embedding`` (N, 128) float32 and ``detected`` (N,) rows in order, waiting for them."""
+        images = [it["image"] for it in items]
+        executor = _pool(self.workers, self.models)
+        size = max(1, min(CHUNK, math.ceil(len(images) / self.workers)))
+        futures: list[Future] = []
+        for i in range(0, len(images), size):
+            while len(self._inflight) >= INFLIGHT_PER_WORKER * self.workers:
+                self._wait(self._inflight.popleft(), executor)
+            fut = executor.submit(_worker_embed, self.models, self.align, self.upsample, images[i : i + size])
+            futures.append(fut)
+            self._inflight.append(fut)
+
+        def result() -> dict[str, np.ndarray]:
+            parts = [self._wait(f, executor) for f in futures]
+            if not parts:
+                return {"embedding": np.zeros((0, DlibFaceExtractor.dims), np.float32),
+                        "detected": np.zeros(0, bool)}
+            return {"embedding": np.concatenate([p[0] for p in parts]),
+                    "detected": np.concatenate([p[1] for p in parts])}
+
+        return result
+
+    @staticmethod
+    def _wait(fut: Future, executor: ProcessPoolExecutor) -> tuple[np.ndarray, np.ndarray]:
+        """A task's result; a dead worker becomes a :class:`FacemetricsError` (and a new pool next time)."""
+        try:
+            return fut.result()
+        except BrokenProcessPool as e:
+            _drop_broken_pool(executor)
+            raise FacemetricsError(f"a dlib worker process died ({e}); run again, or with --workers 1 to embed "
+                                   "in this process", "--workers") from e
+
+
 class DlibFaceExtractor(FeatureExtractor):
     """dlib ResNet face descriptor; outputs ``embedding`` (N, 128) and ``detected`` (N,)."""
 
@@ -227,13 +406,16 @@ class DlibFaceExtractor(FeatureExtractor):
         _cached("descriptor", str(self.models / DESCRIPTOR_FILE))
 
     def forward(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        net = _cached("descriptor", str(self.models / DESCRIPTOR_FILE))
-        chips = [np.ascontiguousarray(c, dtype=np.uint8) for c in batch["chip"]]
-        if not chips:
-            return {"embedding": np.zeros((0, self.dims), np.float32), "detected": np.zeros(0, bool)}
-        desc = net.compute_face_descriptor(chips)
-        emb = np.asarray([np.asarray(d) for d in desc], dtype=np.float32).reshape(len(chips), self.dims)
+        emb = descriptors(str(self.models), batch["chip"])
         return {"embedding": emb, "detected": np.asarray(batch["detected"], dtype=bool).reshape(-1)}
+
+    def process_runner(self, workers: int) -> DlibProcessRunner | None:
+        """Preprocessing + descriptor in ``workers`` processes (started now, see :func:`_pool`); None for one
+        worker (this process embeds), or where spawned processes cannot start (not on Linux, with a main
+        program that is not a file, e.g. read from stdin)."""
+        if workers < 2 or _start_method() is None:
+            return None
+        return DlibProcessRunner(str(self.models), self.align, self.upsample, workers)
 
     def fingerprint(self) -> dict[str, Any]:
         dlib = _import_dlib()

@@ -164,11 +164,10 @@ class FinetunedInceptionExtractor(FeatureExtractor):
 
     def class_probabilities(self, logits: np.ndarray) -> np.ndarray:
         """p(y|x) = softmax(logits) (float64) for the domain IS; refused for a multi-label head."""
+        from facemetrics.metrics.inception_score import softmax
+
         self.check_is()
-        z = np.asarray(logits, dtype=np.float64)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(logits)
 
 
 class _KeyedPreprocess:

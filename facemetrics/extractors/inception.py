@@ -25,6 +25,9 @@ from facemetrics.extractors.base import FeatureExtractor
 from facemetrics.imaging.resize import PRESET_NORMALISATION, check_preset, get_resizer
 from facemetrics.nets.weights import resolve_weights, sha256_file
 
+#: ``fp32``: the protocol; ``bf16``: approximate fast path (see :class:`InceptionExtractor`)
+PRECISIONS = ("fp32", "bf16")
+
 from facemetrics.nets.inception_weights import (  # noqa: F401  (re-exported)
     FID_HELPER_SHA256, INCEPTION_SHA256, INCEPTION_URL, INCEPTION_WEIGHTS, KNOWN_FILES, POOL_DIMS)
 
@@ -39,10 +42,21 @@ class InceptionExtractor(FeatureExtractor):
     name = "inception"
 
     def __init__(self, preset: str = "clean", weights: str | None = None, channels_last: bool = True,
-                 fused: bool = True) -> None:
+                 fused: bool = True, precision: str = "fp32") -> None:
         """``fused``: run the eager copy of the network with batch norm folded into the
         convolutions (:func:`facemetrics.nets.inception.fuse_for_inference`), channels-last;
-        otherwise the TorchScript layers as shipped. Features agree to ~1e-6 relative."""
+        otherwise the TorchScript layers as shipped. Features agree to ~1e-6 relative.
+
+        ``precision``: ``fp32`` (the protocol) or ``bf16``, an approximate fast path: the
+        network runs under ``torch.autocast(dtype=torch.bfloat16)`` (convolutions and
+        matmuls in bfloat16 with float32 accumulation; CPUs with AVX512-BF16/AMX, GPUs),
+        features returned as float32. Its fingerprint says ``precision: bf16``, so its
+        features are cached apart and records carry ``"exact": false``.
+        """
+        if precision not in PRECISIONS:
+            raise FacemetricsError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}",
+                                   "--precision")
+        self.precision = precision
         self.preset = check_preset(preset)
         self.weights_arg = weights
         self.channels_last = channels_last
@@ -118,7 +132,8 @@ class InceptionExtractor(FeatureExtractor):
 
     def fingerprint(self) -> dict[str, Any]:
         logits = "unbiased" if self.has_logits else None  # may load an unknown file (and settle `fused`)
-        return {
+        approximate = {"precision": self.precision} if self.precision != "fp32" else {}
+        return {**approximate,
             "extractor": self.name,
             "network": "inception-2015-12-05",
             "weights_sha256": sha256_file(self.weights_path),
@@ -164,8 +179,10 @@ class InceptionExtractor(FeatureExtractor):
         try:
             with torch.inference_mode():
                 x = (x - shift) / scale
-                feats = self._layers(x).reshape(x.shape[0], POOL_DIMS)
-                out = {"pool": feats.float().cpu().numpy()}
+                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                    feats = self._layers(x).reshape(x.shape[0], POOL_DIMS)
+                feats = feats.float()
+                out = {"pool": feats.cpu().numpy()}
                 if self._logit_weight is not None:
                     out["logits"] = (feats @ self._logit_weight.T).float().cpu().numpy()
         finally:

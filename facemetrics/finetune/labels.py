@@ -82,7 +82,6 @@ images each rule labels, and the tests pin them on handwritten captions.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -309,12 +308,34 @@ def caption_votes(text: str) -> dict[str, set[str]]:
     low = text.lower()
     toks = _tokens(low)
     votes: dict[str, set[str]] = {}
-
     m = sum(t in MALE_WORDS for t in toks)
     f = sum(t in FEMALE_WORDS for t in toks)
     if m != f:
         votes["gender"] = {"male" if m > f else "female"}
+    colours = _hair_colours(toks)
+    if colours:
+        votes["hair"] = colours
+    smile = _smile_vote(low)
+    if smile:
+        votes["smile"] = {smile}
+    gy, _ = _mentions(toks, _GLASSES)
+    if gy:
+        votes["glasses"] = {"yes"}
+    fy, fn = _mentions(toks, _FACIAL_HAIR)
+    fy += len(re.findall(r"(?<!no )\bfacial hair\b", low))
+    fn += len(_CLEAN_SHAVEN.findall(low))
+    if fy > fn:
+        votes["facial_hair"] = {"yes"}
+    elif fn > fy:
+        votes["facial_hair"] = {"no"}
+    ages = _ages(low, toks)
+    if ages:
+        votes["age"] = ages
+    return votes
 
+
+def _hair_colours(toks: list[str]) -> set[str]:
+    """Hair colours named before "hair"/"haired" (within the clause), after "hair is/was", or as one word."""
     colours: set[str] = set()
     for i, t in enumerate(toks):
         if t in ("hair", "haired"):
@@ -334,48 +355,43 @@ def caption_votes(text: str) -> dict[str, set[str]]:
                         break
         elif t in ("blonde", "blond", "brunette", "redhead"):
             colours.add(HAIR_COLOURS[t])
-    if colours:
-        votes["hair"] = colours
+    return colours
 
+
+def _smile_vote(low: str) -> str | None:
+    """"yes" when the caption only speaks of smiling, "no" when only of not smiling, else None."""
     negated = len(_SMILE_NEGATIONS.findall(low))
     rest = _tokens(_SMILE_NEGATIONS.sub(" ", low))
     pos = sum(t in _SMILE_POS for t in rest)
     neg = negated + sum(t in _SMILE_NEG_WORDS for t in rest)
     if pos and not neg:
-        votes["smile"] = {"yes"}
-    elif neg and not pos:
-        votes["smile"] = {"no"}
+        return "yes"
+    if neg and not pos:
+        return "no"
+    return None
 
-    def mentions(words: frozenset[str]) -> tuple[int, int]:
-        yes = no = 0
-        for i, t in enumerate(toks):
-            if t in words:
-                if any(w in _NEGATORS for w in toks[max(0, i - 3) : i]):
-                    no += 1
-                else:
-                    yes += 1
-        return yes, no
 
-    gy, _ = mentions(_GLASSES)
-    if gy:
-        votes["glasses"] = {"yes"}
-    fy, fn = mentions(_FACIAL_HAIR)
-    fy += len(re.findall(r"(?<!no )\bfacial hair\b", low))
-    fn += len(_CLEAN_SHAVEN.findall(low))
-    if fy > fn:
-        votes["facial_hair"] = {"yes"}
-    elif fn > fy:
-        votes["facial_hair"] = {"no"}
+def _mentions(toks: list[str], words: frozenset[str]) -> tuple[int, int]:
+    """(plain, negated) mentions of ``words``: negated when a negator is among the 3 tokens before."""
+    yes = no = 0
+    for i, t in enumerate(toks):
+        if t in words:
+            if any(w in _NEGATORS for w in toks[max(0, i - 3) : i]):
+                no += 1
+            else:
+                yes += 1
+    return yes, no
 
+
+def _ages(low: str, toks: list[str]) -> set[str]:
+    """Age groups named by words, phrases or numbers."""
     ages = {_AGE_WORDS[t] for t in toks if t in _AGE_WORDS}
     for rx, g in _AGE_PHRASES:
         if rx.search(low):
             ages.add(g)
     for a, b in _AGE_NUMBERS.findall(low):
         ages.add(_age_of_number(int(a or b)))
-    if ages:
-        votes["age"] = ages
-    return votes
+    return ages
 
 
 def _majority(counter: Counter) -> str | None:
@@ -436,23 +452,11 @@ def encode_attributes(attrs: dict[str, str | None]) -> tuple[list[float], list[f
 
 def load_face2text(json_path: Path) -> dict[str, list[str]]:
     """``{LFW relative image path (.jpg): [captions]}`` from a Face2Text v0.1 JSON."""
-    try:
-        data = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise FacemetricsError(f"cannot read Face2Text captions {json_path}: {e}", "--labels") from None
-    if not isinstance(data, list):
-        raise FacemetricsError(f"{json_path} is not a Face2Text v0.1 list of images", "--labels")
+    from facemetrics.datasets.face2text import read_face2text
+
     out: dict[str, list[str]] = {}
-    for e in data:
-        try:
-            img = str(e["image"])
-            texts = [str(d["text"]) for d in e["descriptions"]]
-        except (KeyError, TypeError):
-            raise FacemetricsError(
-                f"{json_path}: entry without 'image'/'descriptions[].text': {str(e)[:80]}", "--labels"
-            ) from None
-        stem = img.rsplit(".", 1)[0] if "." in img else img
-        out.setdefault(stem + ".jpg", []).extend(texts)
+    for e in read_face2text(json_path, "0.1", "--labels")[1]:
+        out.setdefault(e.image, []).append(e.text)
     return out
 
 

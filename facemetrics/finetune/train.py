@@ -42,7 +42,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -58,6 +58,7 @@ from facemetrics.nets.face_inception import (
 )
 from facemetrics.finetune.labels import LabelSet, load_labels
 from facemetrics.storage.torchfile import load_torch_dict, save_torch
+from facemetrics.storage.digest import file_sha256
 
 #: Config fields that may change between a run and its ``--resume``.
 RESUMABLE_CHANGES = frozenset({"epochs", "out", "plot", "progress", "resume", "device", "cache_mb"})
@@ -196,7 +197,7 @@ def data_content_sha256(root: Path, labels: LabelSet) -> str:
     for i in order:
         n = labels.names[i]
         p = Path(n) if Path(n).is_absolute() else root / n
-        h.update(b"\0" + n.encode() + b"\0" + hashlib.sha256(p.read_bytes()).hexdigest().encode())
+        h.update(b"\0" + n.encode() + b"\0" + file_sha256(p).encode())
         tgt = labels.targets[i] if labels.kind == "single" else [labels.targets[i], labels.masks[i]]
         h.update(json.dumps(tgt).encode())
     return h.hexdigest()
@@ -376,15 +377,59 @@ def _config_diff(saved: dict, cfg: FinetuneConfig) -> list[str]:
     return sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
 
 
+@dataclass
+class _Run:
+    """What the steps of one :func:`finetune` run share: data, model, optimiser, RNG, history."""
+
+    cfg: FinetuneConfig
+    say: Callable[[str], None]
+    root: Path
+    labels: LabelSet
+    train_idx: list[int]
+    val_idx: list[int]
+    data_sha: str
+    shift: float
+    scale: float
+    device: Any = None
+    data_gen: Any = None
+    base_path: Path | None = None
+    base_sha: str = ""
+    model: Any = None
+    opt: Any = None
+    frozen: Any = None
+    store: ImageStore | None = None
+    all_t: Any = None
+    all_m: Any = None
+    history: list[dict] = field(default_factory=list)
+    orders: list[list[int]] = field(default_factory=list)
+    start: int = 1
+    report: dict = field(default_factory=dict)
+
+
 def finetune(cfg: FinetuneConfig, log: Callable[[str], None] | None = None) -> FinetuneResult:
     """Run (or resume) a fine-tuning; writes the checkpoint, training state and plot every epoch."""
     import torch
-    from tqdm import tqdm
 
-    from facemetrics.version import __version__
-    from facemetrics.nets.inception import default_fid_weights, load_fid_state, normalize, scripted_layers_state
+    run = _prepare_data(cfg, log or (lambda m: print(m, file=sys.stderr)))
+    run.device = torch.device(cfg.device)
+    state_path = cfg.state_path()
+    out_path = Path(cfg.out)
+    run.data_gen = torch.Generator().manual_seed(cfg.seed)
+    _build(run)
+    if cfg.resume:
+        _resume(run, state_path)
+    elif out_path.exists() or state_path.exists():
+        run.say(f"overwriting {out_path} (no --resume)")
+    _prepare_images(run)
+    for epoch in range(run.start, cfg.epochs + 1):
+        _train_epoch(run, epoch)
+        _save_epoch(run, epoch, state_path, out_path)
+    return FinetuneResult(out_path, state_path, cfg.plot_path(), run.history, run.report, list(run.labels.classes),
+                          len(run.train_idx), len(run.val_idx), list(run.labels.notes))
 
-    say = log or (lambda m: print(m, file=sys.stderr))
+
+def _prepare_data(cfg: FinetuneConfig, say: Callable[[str], None]) -> _Run:
+    """Check the config, read the labels, split them; the run's first state."""
     validate_config(cfg)
     root = Path(cfg.data)
     shift, scale = normalisation(cfg.preset)  # fails early on an unknown preset
@@ -396,169 +441,203 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] | None = None) -> F
             "need two or more", "--min-per-class")
     train_idx, val_idx = split(labels, cfg.val_split, cfg.seed)
     data_sha = data_content_sha256(root, labels)
-    head = labels.head()
     for note in labels.notes:
         say(note)
     say(f"{len(labels.classes)} outputs ({labels.kind}-label), {len(train_idx)} training / "
         f"{len(val_idx)} validation images, data sha256 {data_sha[:12]}")
+    return _Run(cfg, say, root, labels, train_idx, val_idx, data_sha, shift, scale)
 
-    device = torch.device(cfg.device)
-    state_path = cfg.state_path()
-    out_path = Path(cfg.out)
-    data_gen = torch.Generator().manual_seed(cfg.seed)
 
-    base_path = default_fid_weights(cfg.base_weights)
-    base_sha = sha256_file(base_path)
+def _build(run: _Run) -> None:
+    """The model from the base weights (seeded), its frozen blocks and the optimiser."""
+    import torch
 
+    from facemetrics.nets.inception import default_fid_weights, load_fid_state, scripted_layers_state
+
+    cfg = run.cfg
+    run.base_path = default_fid_weights(cfg.base_weights)
+    run.base_sha = sha256_file(run.base_path)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     random.seed(cfg.seed)
-    model = build_model(len(labels.classes), cfg.dropout)
+    model = build_model(len(run.labels.classes), cfg.dropout)
     try:
-        load_fid_state(model.backbone, scripted_layers_state(base_path))
+        load_fid_state(model.backbone, scripted_layers_state(run.base_path))
     except (RuntimeError, ValueError, AttributeError) as e:
-        raise FacemetricsError(f"--base-weights {base_path} is not the FID Inception: {e}", "--base-weights") from None
-    frozen = model.backbone.freeze_until(cfg.freeze_until)
-    model.to(device)
+        raise FacemetricsError(f"--base-weights {run.base_path} is not the FID Inception: {e}",
+                               "--base-weights") from None
+    run.frozen = model.backbone.freeze_until(cfg.freeze_until)
+    model.to(run.device)
     trunk = [p for p in model.backbone.parameters() if p.requires_grad]
     groups = [{"params": list(model.head.parameters()), "lr": cfg.lr}]
     if trunk:
         groups.append({"params": trunk, "lr": cfg.lr * cfg.backbone_lr_scale})
-    opt = torch.optim.Adam(groups)
+    run.model, run.opt = model, torch.optim.Adam(groups)
 
-    history: list[dict] = []
-    orders: list[list[int]] = []
-    start = 1
-    if cfg.resume:
-        st = load_torch_dict(state_path, "training state", "--resume")
-        if st.get("format") != TRAIN_STATE_FORMAT:
-            raise FacemetricsError(f"{state_path} is not a face-Inception training state", "--resume")
-        diff = _config_diff(st["config"], cfg)
-        if diff:
-            raise FacemetricsError(
-                "--resume needs the options of the interrupted run; these differ: "
-                + ", ".join(f"{k} (was {st['config'].get(k)!r}, now {getattr(cfg, k)!r})" for k in diff),
-                "--resume")
-        if st["data_sha256"] != data_sha:
-            raise FacemetricsError("--resume: the training data changed since the interrupted run "
-                                   f"(content sha256 {st['data_sha256'][:12]} → {data_sha[:12]})", "--resume")
-        if st["epoch"] >= cfg.epochs:
-            raise FacemetricsError(f"--resume: {state_path} has already completed {st['epoch']} epochs; "
-                                   "raise --epochs to train further", "--epochs")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        _set_rng_state(st["rng"], data_gen)
-        history, orders = list(st["history"]), [list(o) for o in st["orders"]]
-        start = st["epoch"] + 1
-        say(f"resuming after epoch {st['epoch']} from {state_path}")
-    elif out_path.exists() or state_path.exists():
-        say(f"overwriting {out_path} (no --resume)")
 
-    store = ImageStore(root, labels.names, cfg.preset, cfg.image_size, cfg.cache_mb * 2**20)
+def _resume(run: _Run, state_path: Path) -> None:
+    """Continue from the training state: checked against this run's config and data."""
+    cfg, data_sha = run.cfg, run.data_sha
+    st = load_torch_dict(state_path, "training state", "--resume")
+    if st.get("format") != TRAIN_STATE_FORMAT:
+        raise FacemetricsError(f"{state_path} is not a face-Inception training state", "--resume")
+    diff = _config_diff(st["config"], cfg)
+    if diff:
+        raise FacemetricsError(
+            "--resume needs the options of the interrupted run; these differ: "
+            + ", ".join(f"{k} (was {st['config'].get(k)!r}, now {getattr(cfg, k)!r})" for k in diff),
+            "--resume")
+    if st["data_sha256"] != data_sha:
+        raise FacemetricsError("--resume: the training data changed since the interrupted run "
+                               f"(content sha256 {st['data_sha256'][:12]} → {data_sha[:12]})", "--resume")
+    if st["epoch"] >= cfg.epochs:
+        raise FacemetricsError(f"--resume: {state_path} has already completed {st['epoch']} epochs; "
+                               "raise --epochs to train further", "--epochs")
+    run.model.load_state_dict(st["model"])
+    run.opt.load_state_dict(st["optimizer"])
+    _set_rng_state(st["rng"], run.data_gen)
+    run.history, run.orders = list(st["history"]), [list(o) for o in st["orders"]]
+    run.start = st["epoch"] + 1
+    run.report = st["validation"]
+    run.say(f"resuming after epoch {st['epoch']} from {state_path}")
+
+
+def _prepare_images(run: _Run) -> None:
+    """The image store and the targets (and masks, multi-label) as tensors."""
+    import torch
+
+    cfg, labels = run.cfg, run.labels
+    run.store = ImageStore(run.root, labels.names, cfg.preset, cfg.image_size, cfg.cache_mb * 2**20)
     if labels.kind == "single":
-        all_t = torch.tensor(labels.targets, dtype=torch.long)
-        all_m = None
+        run.all_t = torch.tensor(labels.targets, dtype=torch.long)
+        run.all_m = None
     else:
-        all_t = torch.tensor(labels.targets, dtype=torch.float32)
-        all_m = torch.tensor(labels.masks, dtype=torch.float32)
-    tr_idx_t = torch.tensor(train_idx, dtype=torch.long)
+        run.all_t = torch.tensor(labels.targets, dtype=torch.float32)
+        run.all_m = torch.tensor(labels.masks, dtype=torch.float32)
 
-    def batch_tensor(idx: list[int], flips: list[bool] | None):
-        xs = []
-        for j, i in enumerate(idx):
-            x = store.get(i)
-            if flips is not None and flips[j]:
-                x = torch.flip(x, dims=[2])
-            xs.append(x)
-        return normalize(torch.stack(xs), shift, scale).to(device)
 
-    def evaluate(indices: list[int]):
-        model.eval()
-        outs = []
-        with torch.no_grad():
-            for b in range(0, len(indices), cfg.batch_size):
-                outs.append(model(batch_tensor(indices[b:b + cfg.batch_size], None))[1].float().cpu())
-        return torch.cat(outs)
+def _targets(run: _Run, idx) -> tuple[Any, Any]:
+    """(targets, masks or None) of the images ``idx`` (a list or a long tensor)."""
+    return run.all_t[idx], (run.all_m[idx] if run.all_m is not None else None)
 
-    val_t = all_t[val_idx]
-    val_m = all_m[val_idx] if all_m is not None else None
-    tr_t = all_t[tr_idx_t]
-    tr_m = all_m[tr_idx_t] if all_m is not None else None
-    report: dict = st["validation"] if cfg.resume else {}
 
-    for epoch in range(start, cfg.epochs + 1):
-        perm = torch.randperm(len(train_idx), generator=data_gen).tolist()
-        flips = (torch.rand(len(train_idx), generator=data_gen) < 0.5).tolist() if cfg.hflip else None
-        order = [train_idx[k] for k in perm]
-        orders.append(order)
-        model.train()
-        model.backbone.eval()  # no batch statistics anywhere in the trunk; kept explicit
-        t0 = time.perf_counter()
-        tot_loss, tot_n, seen_logits = 0.0, 0, []
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
-                   file=sys.stderr, disable=not cfg.progress, unit="batch", leave=False)
-        for b in bar:
-            idx = order[b:b + cfg.batch_size]
-            x = batch_tensor(idx, [flips[perm[b + j]] for j in range(len(idx))] if flips else None)
-            tgt = all_t[idx].to(device)
-            msk = all_m[idx].to(device) if all_m is not None else None
-            _, logits = model(x)
-            loss = _loss(labels.kind, logits, tgt, msk)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot_loss += loss.item() * len(idx)
-            tot_n += len(idx)
-            seen_logits.append(logits.detach().float().cpu())
-            bar.set_postfix(loss=f"{tot_loss / tot_n:.4f}")
-        bar.close()
-        train_s = time.perf_counter() - t0
-        ord_t = torch.tensor(order, dtype=torch.long)
-        train_acc = accuracy_report(head, torch.cat(seen_logits), all_t[ord_t],
-                                    all_m[ord_t] if all_m is not None else None, tr_t, tr_m)["accuracy"]
-        val_logits = evaluate(val_idx)
-        val_loss = _loss(labels.kind, val_logits, val_t, val_m).item()
-        report = accuracy_report(head, val_logits, val_t, val_m, tr_t, tr_m)
-        report.update({"epoch": epoch, "loss": val_loss})
-        history.append({"epoch": epoch, "train_loss": tot_loss / tot_n, "train_acc": train_acc,
+def _batch_tensor(run: _Run, idx: list[int], flips: list[bool] | None):
+    import torch
+
+    from facemetrics.nets.inception import normalize
+
+    xs = []
+    for j, i in enumerate(idx):
+        x = run.store.get(i)
+        if flips is not None and flips[j]:
+            x = torch.flip(x, dims=[2])
+        xs.append(x)
+    return normalize(torch.stack(xs), run.shift, run.scale).to(run.device)
+
+
+def _evaluate(run: _Run, indices: list[int]):
+    import torch
+
+    bs = run.cfg.batch_size
+    run.model.eval()
+    outs = []
+    with torch.no_grad():
+        for b in range(0, len(indices), bs):
+            outs.append(run.model(_batch_tensor(run, indices[b:b + bs], None))[1].float().cpu())
+    return torch.cat(outs)
+
+
+def _train_epoch(run: _Run, epoch: int) -> None:
+    """One epoch over the training images (seeded order and flips), then validation; appends to the history."""
+    import torch
+    from tqdm import tqdm
+
+    cfg, train_idx, model = run.cfg, run.train_idx, run.model
+    perm = torch.randperm(len(train_idx), generator=run.data_gen).tolist()
+    flips = (torch.rand(len(train_idx), generator=run.data_gen) < 0.5).tolist() if cfg.hflip else None
+    order = [train_idx[k] for k in perm]
+    run.orders.append(order)
+    model.train()
+    model.backbone.eval()  # no batch statistics anywhere in the trunk; kept explicit
+    t0 = time.perf_counter()
+    tot_loss, tot_n, seen_logits = 0.0, 0, []
+    bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
+               file=sys.stderr, disable=not cfg.progress, unit="batch", leave=False)
+    for b in bar:
+        idx = order[b:b + cfg.batch_size]
+        x = _batch_tensor(run, idx, [flips[perm[b + j]] for j in range(len(idx))] if flips else None)
+        tgt, msk = _targets(run, idx)
+        _, logits = model(x)
+        loss = _loss(run.labels.kind, logits, tgt.to(run.device), msk.to(run.device) if msk is not None else None)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        tot_loss += loss.item() * len(idx)
+        tot_n += len(idx)
+        seen_logits.append(logits.detach().float().cpu())
+        bar.set_postfix(loss=f"{tot_loss / tot_n:.4f}")
+    bar.close()
+    train_s = time.perf_counter() - t0
+    _validate(run, epoch, order, torch.cat(seen_logits), tot_loss / tot_n, tot_n, train_s)
+
+
+def _validate(run: _Run, epoch: int, order: list[int], seen_logits, train_loss: float, tot_n: int,
+              train_s: float) -> None:
+    """The epoch's training accuracy and validation report, into the history and the log."""
+    import torch
+
+    head = run.labels.head()
+    tr_t, tr_m = _targets(run, torch.tensor(run.train_idx, dtype=torch.long))
+    val_t, val_m = _targets(run, run.val_idx)
+    ord_t, ord_m = _targets(run, torch.tensor(order, dtype=torch.long))
+    train_acc = accuracy_report(head, seen_logits, ord_t, ord_m, tr_t, tr_m)["accuracy"]
+    val_logits = _evaluate(run, run.val_idx)
+    val_loss = _loss(run.labels.kind, val_logits, val_t, val_m).item()
+    report = accuracy_report(head, val_logits, val_t, val_m, tr_t, tr_m)
+    report.update({"epoch": epoch, "loss": val_loss})
+    run.report = report
+    run.history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                         "val_loss": val_loss, "val_acc": report["accuracy"], "chance": report["chance"],
                         "seconds": train_s, "images_per_s": tot_n / train_s})
-        say(f"epoch {epoch}/{cfg.epochs}: train loss {tot_loss / tot_n:.4f} acc {train_acc:.3f} | "
+    run.say(f"epoch {epoch}/{run.cfg.epochs}: train loss {train_loss:.4f} acc {train_acc:.3f} | "
             f"val loss {val_loss:.4f} acc {report['accuracy']:.3f} (chance {report['chance']:.3f}) | "
             f"{tot_n / train_s:.1f} img/s")
 
-        config = asdict(cfg)
-        model_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        save_torch({
-            "format": TRAIN_STATE_FORMAT, "epoch": epoch, "config": config, "data_sha256": data_sha,
-            "model": model_state, "optimizer": opt.state_dict(), "rng": _rng_state(data_gen),
-            "history": history, "orders": orders, "validation": report,
-            "split": {"train": [labels.names[i] for i in train_idx], "val": [labels.names[i] for i in val_idx]},
-        }, state_path)
-        save_torch({
-            "format": FORMAT,
-            "arch": "inception-v3-tf2015-fid",
-            "model": model_state,
-            "head": head,
-            "preprocess": {"preset": cfg.preset, "image_size": cfg.image_size,
-                           "input": f"(x-{shift:g})/{scale:g}", "shift": shift, "scale": scale,
-                           "resizer": get_resizer(cfg.preset, cfg.image_size)[1]},
-            "base_weights": {"file": base_path.name, "sha256": base_sha},
-            "data": {"root": str(root.resolve()), "labels": labels.spec or cfg.labels, "content_sha256": data_sha,
-                     "n_images": len(labels), "n_train": len(train_idx), "n_val": len(val_idx),
-                     "min_per_class": cfg.min_per_class, "notes": labels.notes},
-            "validation": report,
-            "history": history,
-            "config": {k: config[k] for k in config if k not in ("progress", "resume", "plot", "cache_mb")},
-            "frozen_blocks": frozen,
-            "batchnorm": "frozen statistics (mean/var buffers); conv weights and beta trained",
-            "epoch": epoch, "complete": epoch == cfg.epochs,
-            "facemetrics_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }, out_path)
-        write_plot(history, report["chance"], cfg.plot_path(),
-                   f"{out_path.name}: {labels.kind}-label, {len(labels.classes)} outputs, "
-                   f"{cfg.image_size}px, seed {cfg.seed}")
 
-    return FinetuneResult(out_path, state_path, cfg.plot_path(), history, report, list(labels.classes),
-                          len(train_idx), len(val_idx), list(labels.notes))
+def _save_epoch(run: _Run, epoch: int, state_path: Path, out_path: Path) -> None:
+    """The training state, the checkpoint and the plot after ``epoch``."""
+    from facemetrics.version import __version__
+
+    cfg, labels, report = run.cfg, run.labels, run.report
+    config = asdict(cfg)
+    model_state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+    save_torch({
+        "format": TRAIN_STATE_FORMAT, "epoch": epoch, "config": config, "data_sha256": run.data_sha,
+        "model": model_state, "optimizer": run.opt.state_dict(), "rng": _rng_state(run.data_gen),
+        "history": run.history, "orders": run.orders, "validation": report,
+        "split": {"train": [labels.names[i] for i in run.train_idx], "val": [labels.names[i] for i in run.val_idx]},
+    }, state_path)
+    save_torch({
+        "format": FORMAT,
+        "arch": "inception-v3-tf2015-fid",
+        "model": model_state,
+        "head": labels.head(),
+        "preprocess": {"preset": cfg.preset, "image_size": cfg.image_size,
+                       "input": f"(x-{run.shift:g})/{run.scale:g}", "shift": run.shift, "scale": run.scale,
+                       "resizer": get_resizer(cfg.preset, cfg.image_size)[1]},
+        "base_weights": {"file": run.base_path.name, "sha256": run.base_sha},
+        "data": {"root": str(run.root.resolve()), "labels": labels.spec or cfg.labels, "content_sha256": run.data_sha,
+                 "n_images": len(labels), "n_train": len(run.train_idx), "n_val": len(run.val_idx),
+                 "min_per_class": cfg.min_per_class, "notes": labels.notes},
+        "validation": report,
+        "history": run.history,
+        "config": {k: config[k] for k in config if k not in ("progress", "resume", "plot", "cache_mb")},
+        "frozen_blocks": run.frozen,
+        "batchnorm": "frozen statistics (mean/var buffers); conv weights and beta trained",
+        "epoch": epoch, "complete": epoch == cfg.epochs,
+        "facemetrics_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, out_path)
+    write_plot(run.history, report["chance"], cfg.plot_path(),
+               f"{out_path.name}: {labels.kind}-label, {len(labels.classes)} outputs, "
+               f"{cfg.image_size}px, seed {cfg.seed}")

@@ -28,6 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.storage.digest import file_sha256
 
 #: File extensions read as images (compared case-insensitively).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -338,11 +339,7 @@ def _file_digest(path: Path, index: dict) -> str:
     hit = index.get(key)
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = file_sha256(path)
     index[key] = [stamp, digest]
     return digest
 

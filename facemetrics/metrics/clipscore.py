@@ -44,6 +44,7 @@ def clip_score(image_emb: np.ndarray, text_emb: np.ndarray) -> MetricResult:
             "std_kind": "population std over images",
             "n_clamped_to_zero": int((s == 0).sum()),
         },
+        samples=s,
     )
 
 
@@ -51,8 +52,13 @@ def clip_score(image_emb: np.ndarray, text_emb: np.ndarray) -> MetricResult:
 
 def _compute(inputs) -> dict[str, MetricResult]:
     tp = inputs.paired["matcher"]
+    from facemetrics.metrics.uncertainty import bootstrap_interval, ci_settings
+
     c = clip_score(tp.image_emb, tp.caption_emb[tp.true_index])
     c.details.update(tp.details)
+    cfg = ci_settings(inputs.options)
+    if cfg.enabled:
+        c.ci = bootstrap_interval(c.samples, cfg, what="CLIP score")
     return {"clipscore": c}
 
 

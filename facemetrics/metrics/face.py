@@ -57,6 +57,7 @@ def face_similarity(fake_emb: np.ndarray, real_emb: np.ndarray, details: dict | 
             std=float(values.std(ddof=0)),
             n=n,
             details={**base, "definition": definition},
+            samples=values,
         )
 
     return {
@@ -68,15 +69,26 @@ def face_similarity(fake_emb: np.ndarray, real_emb: np.ndarray, details: dict | 
 
 # --------------------------------------------------------------------------- registry specs
 
+def _with_intervals(inputs, results: dict[str, MetricResult]) -> dict[str, MetricResult]:
+    """Each result with the percentile bootstrap interval of its per-pair mean (unless ``--ci 0``)."""
+    from facemetrics.metrics.uncertainty import bootstrap_interval, ci_settings
+
+    cfg = ci_settings(inputs.options)
+    if cfg.enabled:
+        for r in results.values():
+            r.ci = bootstrap_interval(r.samples, cfg, what=r.name.upper())
+    return results
+
+
 def _fsd(inputs) -> dict[str, MetricResult]:
     fp = inputs.paired["face"]
     res = face_similarity(fp.fake, fp.real, fp.details)
-    return {"fsd": res["fsd"], "fsd_l1": res["fsd_l1"]}
+    return _with_intervals(inputs, {"fsd": res["fsd"], "fsd_l1": res["fsd_l1"]})
 
 
 def _fss(inputs) -> dict[str, MetricResult]:
     fp = inputs.paired["face"]
-    return {"fss": face_similarity(fp.fake, fp.real, fp.details)["fss"]}
+    return _with_intervals(inputs, {"fss": face_similarity(fp.fake, fp.real, fp.details)["fss"]})
 
 
 def _register() -> None:

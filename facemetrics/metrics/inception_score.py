@@ -17,6 +17,7 @@ from facemetrics.result import MetricResult
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, shifted by each row's max (no overflow); rows sum to 1."""
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)

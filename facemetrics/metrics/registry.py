@@ -15,6 +15,10 @@ A spec says what a metric needs and how to compute it, so the scoring pipeline
     image or caption), assembled by the role's pairing step (face: FSD/FSS, matcher:
     R-precision, CLIP score).
 
+  An ``optional`` need is used when the side can provide it and is no error when it
+  cannot (FID's intervals draw REAL's per-image rows when REAL has them, and only FAKE's
+  when REAL is a statistics file without features).
+
 * ``compute(inputs)``: a pure function of :class:`MetricInputs` returning
   ``{result name: MetricResult}`` (usually one entry; FSD also returns ``fsd_l1``).
 * ``check(extractor)``: optional, run before any image is decoded (e.g. IS needs
@@ -46,6 +50,9 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "facemetrics.metrics.face",
     "facemetrics.metrics.rprecision",
     "facemetrics.metrics.clipscore",
+    "facemetrics.metrics.prdc",
+    "facemetrics.metrics.face_space",
+    "facemetrics.metrics.extrapolated",
 )
 
 FORMS = ("stats", "rows", "paired")
@@ -60,6 +67,14 @@ class Need:
     output: str
     form: str
     sides: tuple[str, ...] = SIDES
+    optional: bool = False
+    #: options of which one must be truthy for the need to be requested at all (empty: always), e.g. FID's
+    #: rows only feed its interval and ``--keep-rows``: under ``--ci 0`` torchrun gathers no features for FID
+    enabled_by: tuple[str, ...] = ()
+
+    def wanted(self, opts: Any) -> bool:
+        """Whether this run requests the need (see :attr:`enabled_by`)."""
+        return not self.enabled_by or any(getattr(opts, k, None) for k in self.enabled_by)
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
@@ -86,6 +101,9 @@ class MetricInputs:
     paired: dict[str, Any] = field(default_factory=dict)
     #: per side, a human description used in messages (e.g. the REAL path)
     labels: dict[str, str] = field(default_factory=dict)
+    #: intermediate results shared by several specs of one run (e.g. the k-NN pass of precision/recall/
+    #: density/coverage), keyed by the spec module's own tuple
+    memo: dict[tuple, Any] = field(default_factory=dict)
 
     def stat(self, side: str, role: str = "inception", output: str = "pool"):
         return self.stats[(side, role, output)]

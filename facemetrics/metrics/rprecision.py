@@ -135,40 +135,13 @@ def r_precision(
     (None = unknown) each pool caption describes. See the module docstring for
     the protocol (strict ranking: ties are misses).
     """
-    image_emb = np.asarray(image_emb)
-    caption_emb = np.asarray(caption_emb)
-    n, m = len(image_emb), len(caption_emb)
-    if image_emb.ndim != 2 or caption_emb.ndim != 2 or image_emb.shape[1] != caption_emb.shape[1]:
-        raise ValueError(f"embedding shapes {image_emb.shape} and {caption_emb.shape} do not match")
+    image_emb, caption_emb = np.asarray(image_emb), np.asarray(caption_emb)
     t_idx = np.asarray(true_caption_index, dtype=np.int64)
-    if t_idx.shape != (n,):
-        raise ValueError(f"true_caption_index must have {n} entries, got shape {t_idx.shape}")
-    if n and (t_idx.min() < 0 or t_idx.max() >= m):
-        raise ValueError("true_caption_index out of range of the caption pool")
-    if len(image_ids) != m:
-        raise ValueError(f"image_ids has {len(image_ids)} entries, the caption pool {m}")
-    if n_negatives < 1:
-        raise FacemetricsError(f"n_negatives must be at least 1, got {n_negatives}")
-    if folds < 1 or n < folds:
-        raise FacemetricsError(f"R-precision over {folds} folds needs at least {folds} images, got {n}")
-
+    _check_inputs(image_emb, caption_emb, t_idx, image_ids, n_negatives, folds)
+    n, m = len(image_emb), len(caption_emb)
     rng = np.random.default_rng(seed)
     neg = sample_negatives(t_idx, image_ids, identities, n_negatives, rng)
-    # unit rows in float32: the gather of N x n_negatives caption rows is memory-bound (30k images x 99
-    # negatives x 512-d take ~10 s in float32 on 2 cores, 3x that in float64); float32 rounding (~1e-7)
-    # decides a ranking only for captions whose cosines agree to 7 digits
-    img = _normalise(image_emb).astype(np.float32)
-    cap = _normalise(caption_emb).astype(np.float32)
-    hits = np.empty(n, dtype=bool)
-    d = img.shape[1]
-    chunk = max(1, (1 << 24) // ((n_negatives + 1) * max(d, 1)))  # ~64 MB of gathered caption rows per block
-    for a in range(0, n, chunk):
-        b = min(n, a + chunk)
-        # positive and negatives in one product, so identical caption rows get identical scores (a tie)
-        rows = np.concatenate([t_idx[a:b, None], neg[a:b]], axis=1)
-        scores = np.matmul(cap[rows], img[a:b, :, None])[:, :, 0]
-        hits[a:b] = scores[:, 0] > scores[:, 1:].max(axis=1)
-
+    hits = _hits(image_emb, caption_emb, t_idx, neg)
     order = rng.permutation(n)
     fold_rates = np.array([hits[f].mean() for f in np.array_split(order, folds)])
     return MetricResult(
@@ -189,16 +162,60 @@ def r_precision(
             "std_kind": "population std over folds",
             "fold_values": [float(v) for v in fold_rates],
         },
+        samples=hits,
     )
+
+
+def _check_inputs(image_emb: np.ndarray, caption_emb: np.ndarray, t_idx: np.ndarray, image_ids: Sequence[Hashable],
+                  n_negatives: int, folds: int) -> None:
+    n, m = len(image_emb), len(caption_emb)
+    if image_emb.ndim != 2 or caption_emb.ndim != 2 or image_emb.shape[1] != caption_emb.shape[1]:
+        raise ValueError(f"embedding shapes {image_emb.shape} and {caption_emb.shape} do not match")
+    if t_idx.shape != (n,):
+        raise ValueError(f"true_caption_index must have {n} entries, got shape {t_idx.shape}")
+    if n and (t_idx.min() < 0 or t_idx.max() >= m):
+        raise ValueError("true_caption_index out of range of the caption pool")
+    if len(image_ids) != m:
+        raise ValueError(f"image_ids has {len(image_ids)} entries, the caption pool {m}")
+    if n_negatives < 1:
+        raise FacemetricsError(f"n_negatives must be at least 1, got {n_negatives}")
+    if folds < 1 or n < folds:
+        raise FacemetricsError(f"R-precision over {folds} folds needs at least {folds} images, got {n}")
+
+
+def _hits(image_emb: np.ndarray, caption_emb: np.ndarray, t_idx: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Per image: whether its true caption scores strictly above each of its negatives (``neg`` (N, k))."""
+    n, n_negatives = len(image_emb), neg.shape[1]
+    # unit rows in float32: the gather of N x n_negatives caption rows is memory-bound (30k images x 99
+    # negatives x 512-d take ~10 s in float32 on 2 cores, 3x that in float64); float32 rounding (~1e-7)
+    # decides a ranking only for captions whose cosines agree to 7 digits
+    img = _normalise(image_emb).astype(np.float32)
+    cap = _normalise(caption_emb).astype(np.float32)
+    hits = np.empty(n, dtype=bool)
+    d = img.shape[1]
+    chunk = max(1, (1 << 24) // ((n_negatives + 1) * max(d, 1)))  # ~64 MB of gathered caption rows per block
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        # positive and negatives in one product, so identical caption rows get identical scores (a tie)
+        rows = np.concatenate([t_idx[a:b, None], neg[a:b]], axis=1)
+        scores = np.matmul(cap[rows], img[a:b, :, None])[:, :, 0]
+        hits[a:b] = scores[:, 0] > scores[:, 1:].max(axis=1)
+    return hits
 
 
 # --------------------------------------------------------------------------- registry spec
 
 def _compute(inputs) -> dict[str, MetricResult]:
+    from facemetrics.metrics.uncertainty import bootstrap_interval, ci_settings, fold_mean
+
     tp = inputs.paired["matcher"]
     r = r_precision(tp.image_emb, tp.caption_emb, tp.true_index, tp.image_ids, tp.identities,
                     n_negatives=tp.n_negatives, folds=tp.folds, seed=inputs.options.seed)
     r.details.update(tp.details)
+    cfg = ci_settings(inputs.options)
+    if cfg.enabled:
+        r.ci = bootstrap_interval(r.samples, cfg, fold_mean(tp.folds), f"mean of the {tp.folds} fold hit rates",
+                                  what="R-precision")
     return {"rprec": r}
 
 

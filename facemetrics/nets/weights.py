@@ -74,11 +74,9 @@ def sha256_file(path: str | os.PathLike) -> str:
     skey = "|".join(map(str, key))
     digest = disk.get(skey)
     if digest is None:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
+        from facemetrics.storage.digest import file_sha256
+
+        digest = file_sha256(p)
         disk[skey] = digest
         if use_disk:
             from facemetrics.storage.atomic import atomic_write_text

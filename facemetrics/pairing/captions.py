@@ -64,6 +64,13 @@ class PairRecord:
     line: int | None = None
 
 
+def pair_key(p: PairRecord) -> str:
+    """What identifies a pair across runs of different generators on one manifest: its caption and the
+    file name of its real image (``compare`` aligns per-sample values of two runs by it)."""
+    real = Path(str(p.real)).name if p.real is not None else ""
+    return f"{p.caption or ''}\x1f{real}"
+
+
 def _listing(items: list[str]) -> str:
     shown = "; ".join(items[:_MAX_LISTED])
     more = len(items) - _MAX_LISTED
@@ -209,6 +216,39 @@ def split_zip_member(path: Path) -> tuple[Path, str] | None:
     return None
 
 
+def _fake_name(row: dict, where: str, fake_dir: FolderRoot | None) -> str:
+    """A row's ``fake`` as a name relative to the FAKE root."""
+    fake = _as_str(row.get("fake"), where, "fake")
+    if not fake or not fake.strip():
+        raise FacemetricsError(f"{where}: 'fake' (the generated image) is missing or empty", "--pairs")
+    if Path(fake).is_absolute():
+        if fake_dir is None:
+            raise FacemetricsError(f"{where}: 'fake' must be relative to the FAKE root: {fake}", "--pairs")
+        name = fake_dir.name_of(fake)
+        if name is None:
+            raise FacemetricsError(
+                f"{where}: 'fake' {fake} is not inside the FAKE folder {fake_dir.given}", "--pairs")
+        fake = name
+    return _norm_relative(fake, where, "'fake'")
+
+
+def _real_path(row: dict, where: str, real_root_p: Path | None, real_is_zip: bool,
+               real_dir: Path | None) -> Path | None:
+    """A row's ``real`` as a path (absolute as given, or under the REAL root); None when it has none."""
+    real_s = _as_str(row.get("real"), where, "real")
+    if real_s is None or not real_s.strip():
+        return None
+    rp = Path(real_s).expanduser()
+    if rp.is_absolute():
+        return Path(_given(rp))
+    if real_root_p is None:
+        raise FacemetricsError(f"{where}: 'real' {real_s!r} is relative but no REAL folder was given", "--pairs")
+    if real_is_zip:
+        return real_root_p / _norm_relative(real_s, where, "'real'")
+    assert real_dir is not None
+    return real_dir / _norm_relative(real_s, where, "'real'")
+
+
 def load_pairs(
     path: str | os.PathLike,
     fake_root: str | os.PathLike | None,
@@ -244,38 +284,12 @@ def load_pairs(
                 f"{where}: unknown column(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(COLUMNS)}",
                 "--pairs",
             )
-        fake = _as_str(row.get("fake"), where, "fake")
-        if not fake or not fake.strip():
-            raise FacemetricsError(f"{where}: 'fake' (the generated image) is missing or empty", "--pairs")
-        if Path(fake).is_absolute():
-            if fake_dir is None:
-                raise FacemetricsError(f"{where}: 'fake' must be relative to the FAKE root: {fake}", "--pairs")
-            name = fake_dir.name_of(fake)
-            if name is None:
-                raise FacemetricsError(
-                    f"{where}: 'fake' {fake} is not inside the FAKE folder {fake_dir.given}", "--pairs")
-            fake = name
-        fake = _norm_relative(fake, where, "'fake'")
+        fake = _fake_name(row, where, fake_dir)
         if fake in seen:
             dups.append(f"{fake!r} (lines {seen[fake]} and {line})")
         else:
             seen[fake] = line
-
-        real_s = _as_str(row.get("real"), where, "real")
-        real: Path | None = None
-        if real_s is not None and real_s.strip():
-            rp = Path(real_s).expanduser()
-            if rp.is_absolute():
-                real = Path(_given(rp))
-            elif real_root_p is None:
-                raise FacemetricsError(
-                    f"{where}: 'real' {real_s!r} is relative but no REAL folder was given", "--pairs"
-                )
-            elif real_is_zip:
-                real = real_root_p / _norm_relative(real_s, where, "'real'")
-            else:
-                assert real_dir is not None
-                real = real_dir / _norm_relative(real_s, where, "'real'")
+        real = _real_path(row, where, real_root_p, real_is_zip, real_dir)
         records.append(
             PairRecord(
                 fake=fake,
@@ -331,9 +345,6 @@ def write_pairs(path: str | os.PathLike, records: list[PairRecord], real_root: s
     ``real`` is written relative to ``real_root`` when it lies inside it (judged
     as :meth:`FolderRoot.name_of` does, links not resolved), else absolute.
     """
-    from facemetrics.storage.atomic import atomic_write_text
-
-    path = Path(path)
     root = FolderRoot(real_root) if real_root is not None else None
 
     def real_str(r: PairRecord) -> str | None:
@@ -342,12 +353,21 @@ def write_pairs(path: str | os.PathLike, records: list[PairRecord], real_root: s
         name = root.name_of(r.real) if root is not None else None
         return name if name is not None else str(r.real)
 
-    rows = [
+    write_pair_rows(path, [
         {"fake": r.fake, "caption": r.caption, "real": real_str(r), "identity": r.identity, "caption_id": r.caption_id}
         for r in records
-    ]
+    ])
+
+
+def write_pair_rows(path: str | os.PathLike, rows: list[dict]) -> None:
+    """The one pairs-manifest writer: ``rows`` (dicts of :data:`COLUMNS` fields, as given) to JSONL
+    (``.jsonl``/``.ndjson``; keys in the rows' order, None left out) or CSV (``.csv``), atomically."""
+    from facemetrics.storage.atomic import atomic_write_text
+
+    path = Path(path)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        text = "".join(json.dumps({k: v for k, v in row.items() if v is not None}, ensure_ascii=False) + "\n" for row in rows)
+        text = "".join(json.dumps({k: v for k, v in row.items() if v is not None}, ensure_ascii=False) + "\n"
+                       for row in rows)
     elif path.suffix.lower() == ".csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")

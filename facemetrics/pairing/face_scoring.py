@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import numpy as np
 from facemetrics.pairing.captions import PairRecord, split_zip_member
 from facemetrics.errors import FacemetricsError
 from facemetrics.imaging.images import ImageSource
+from facemetrics.options import DecodeOptions
 from facemetrics.result import MetricResult
 
 FACE_MODELS = ("dlib", "facenet")
@@ -88,12 +89,12 @@ def real_sources(paths: Sequence[Path]) -> tuple[list[ImageSource], dict[Path, t
     return sources, where
 
 
-def _extract(source: ImageSource, embedder, *, desc: str, **opts):
+def _extract(source: ImageSource, embedder, decode: DecodeOptions, *, desc: str):
     """One pass of the shared pipeline (``facemetrics.pipeline.features.extract``): cached on disk by
     the images' content key and the embedder's fingerprint."""
     from facemetrics.pipeline.features import extract
 
-    return extract(source, [embedder], desc=desc, **opts)
+    return extract(source, [embedder], decode, desc=desc)
 
 
 def _only(extraction, extractor: str, keep: set[str]):
@@ -113,46 +114,27 @@ class FacePairs:
     fake: np.ndarray
     real: np.ndarray
     details: dict[str, Any]
+    #: :func:`~facemetrics.pairing.captions.pair_key` of each row's pair
+    keys: list[str] | None = None
 
 
 def score_face(pairs: Sequence[PairRecord] | None, fake_source: ImageSource, **kw: Any,
                ) -> tuple[dict[str, MetricResult], list[str]]:
-    """FSD (L2), FSD-L1 and FSS over ``pairs``: :func:`pair_faces`, then the registered specs."""
+    """FSD (L2), FSD-L1 and FSS over ``pairs``: :func:`pair_faces`, then the registered specs.
+
+    ``kw``: :func:`pair_faces`'s keywords, and :class:`~facemetrics.options.DecodeOptions` fields
+    (batch_size, workers, device, cache, strict, progress, cache_root) instead of ``decode``.
+    """
     from facemetrics.metrics import registry
 
-    fp, warnings = pair_faces(pairs, fake_source, **kw)
+    decode, rest = DecodeOptions.split(kw)
+    fp, warnings = pair_faces(pairs, fake_source, decode=rest.pop("decode", decode), **rest)
     inputs = registry.MetricInputs(options=None, paired={"face": fp})
     return registry.compute_all(registry.resolve("fsd"), inputs), warnings
 
 
-def pair_faces(
-    pairs: Sequence[PairRecord] | None,
-    fake_source: ImageSource,
-    *,
-    face_model: str = "dlib",
-    face_align: str = "auto",
-    weights: str | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str = "cpu",
-    cache: bool = True,
-    strict: bool = False,
-    progress: bool = True,
-    cache_root: str | os.PathLike | None = None,
-    fake_extraction=None,
-    real_extraction=None,
-) -> tuple[FacePairs, list[str]]:
-    """Embed both images of every pair (see module doc); returns (:class:`FacePairs`, warnings).
-
-    ``pairs[i].fake`` names an image of ``fake_source``; ``pairs[i].real`` the
-    absolute path (or ``<zip>/<member>``) of its real image. ``fake_extraction``
-    (from :func:`facemetrics.api.score`'s single decode pass of FAKE, see
-    ``planner.plan``) holds this embedder's outputs for FAKE's
-    images; without it FAKE's paired images are extracted here. ``real_extraction``
-    ``(source, extraction)``: an image folder already passed through this embedder (REAL in
-    ``score``'s single pass); pairs whose real image is one of its files (same file after
-    resolving links) take their embedding from it, the others are extracted here.
-    """
+def _check_pairs(pairs: Sequence[PairRecord] | None, fake_source: ImageSource) -> None:
+    """Every pair names a real image and a distinct image of FAKE."""
     if not pairs:
         raise FacemetricsError(
             "FSD/FSS compare each generated image with the real image of its caption: give that pairing "
@@ -180,39 +162,45 @@ def pair_faces(
             "--pairs",
         )
 
-    embedder = build_face_embedder(face_model, face_align, weights)
-    fp = embedder.fingerprint()
-    opts: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "device": device, "cache": cache,
-                            "strict": strict, "progress": progress}
-    if cache_root is not None:
-        opts["cache_root"] = cache_root
-    warnings: list[str] = []
 
-    # ---- fake side
+@dataclass
+class _Side:
+    """One side's embeddings by key (fake: image name; real: (source index, name), -1 = real_extraction)."""
+
+    emb: dict[Any, np.ndarray] = field(default_factory=dict)
+    detected: dict[Any, bool] = field(default_factory=dict)
+    path: dict[Any, str] = field(default_factory=dict)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def take(self, src: ImageSource, extraction, embedder: str, si: int | None = None) -> None:
+        out = extraction.outputs[embedder]
+        for i, n in enumerate(extraction.names):
+            k = n if si is None else (si, n)
+            self.emb[k] = out["embedding"][i]
+            self.detected[k] = bool(out["detected"][i])
+            self.path[k] = src.path_of(n)
+        self.failed.extend((src.path_of(n), r) for n, r in extraction.failed)
+
+
+def _fake_side(pairs: Sequence[PairRecord], fake_source: ImageSource, embedder, face_model: str,
+               decode: DecodeOptions, fake_extraction) -> _Side:
+    fakes = {p.fake for p in pairs}
     if fake_extraction is not None:
         if embedder.name not in fake_extraction.outputs:
             raise ValueError(f"fake_extraction holds no {embedder.name} outputs")
-        fx = _only(fake_extraction, embedder.name, set(fakes))
+        fx = _only(fake_extraction, embedder.name, fakes)
     else:
-        fx = _extract(fake_source.with_names(sorted(fakes)), embedder, desc=f"fake {face_model}", **opts)
-    fake_rows = {n: i for i, n in enumerate(fx.names)}
-    fake_out = fx.outputs[embedder.name]
+        fx = _extract(fake_source.with_names(sorted(fakes)), embedder, decode, desc=f"fake {face_model}")
+    side = _Side()
+    side.take(fake_source, fx, embedder.name)
+    return side
 
-    # ---- real side (distinct images only); key = (source index, name), -1 = real_extraction
+
+def _real_side(pairs: Sequence[PairRecord], embedder, face_model: str, decode: DecodeOptions,
+               real_extraction) -> tuple[_Side, dict[Path, tuple[int, str]]]:
+    """The distinct real images' embeddings, and each real path's key."""
+    side = _Side()
     where: dict[Path, tuple[int, str]] = {}
-    real_emb: dict[tuple[int, str], np.ndarray] = {}
-    real_det: dict[tuple[int, str], bool] = {}
-    real_path: dict[tuple[int, str], str] = {}
-    real_failed: list[tuple[str, str]] = []
-
-    def take(si: int, src: ImageSource, rx) -> None:
-        out = rx.outputs[embedder.name]
-        for i, n in enumerate(rx.names):
-            real_emb[(si, n)] = out["embedding"][i]
-            real_det[(si, n)] = bool(out["detected"][i])
-            real_path[(si, n)] = src.path_of(n)
-        real_failed.extend((src.path_of(n), r) for n, r in rx.failed)
-
     rest = [p.real for p in pairs]
     if real_extraction is not None and real_extraction[0].kind == "folder":
         rsrc, rx = real_extraction
@@ -221,78 +209,100 @@ def pair_faces(
         by_file = {os.path.realpath(rsrc.root / n): n for n in rsrc.names}
         hit = {p: by_file.get(os.path.realpath(p)) for p in dict.fromkeys(rest)}  # type: ignore[arg-type]
         used = {n for n in hit.values() if n is not None}
-        take(-1, rsrc, _only(rx, embedder.name, used))
+        side.take(rsrc, _only(rx, embedder.name, used), embedder.name, -1)
         where.update({p: (-1, n) for p, n in hit.items() if n is not None})
         rest = [p for p in rest if hit[p] is None]
     srcs, own = real_sources(rest) if rest else ([], {})  # type: ignore[arg-type]
     for si, src in enumerate(srcs):
-        take(si, src, _extract(src, embedder, desc=f"real {face_model}", **opts))
+        side.take(src, _extract(src, embedder, decode, desc=f"real {face_model}"), embedder.name, si)
     where.update(own)
-    fake_failed = [(fake_source.path_of(n), r) for n, r in fx.failed]
+    return side, where
 
-    # ---- face detection
-    fake_det = {n: bool(fake_out["detected"][i]) for n, i in fake_rows.items()}
+
+def pair_faces(
+    pairs: Sequence[PairRecord] | None,
+    fake_source: ImageSource,
+    *,
+    face_model: str = "dlib",
+    face_align: str = "auto",
+    weights: str | None = None,
+    decode: DecodeOptions = DecodeOptions(),
+    fake_extraction=None,
+    real_extraction=None,
+) -> tuple[FacePairs, list[str]]:
+    """Embed both images of every pair (see module doc); returns (:class:`FacePairs`, warnings).
+
+    ``pairs[i].fake`` names an image of ``fake_source``; ``pairs[i].real`` the
+    absolute path (or ``<zip>/<member>``) of its real image. ``decode``: how the images
+    are decoded (batch size, workers, device, cache, strict, progress, cache root).
+    ``fake_extraction`` (from :func:`facemetrics.api.score`'s single decode pass of FAKE, see
+    ``planner.plan``) holds this embedder's outputs for FAKE's
+    images; without it FAKE's paired images are extracted here. ``real_extraction``
+    ``(source, extraction)``: an image folder already passed through this embedder (REAL in
+    ``score``'s single pass); pairs whose real image is one of its files (same file after
+    resolving links) take their embedding from it, the others are extracted here.
+    """
+    _check_pairs(pairs, fake_source)
+    embedder = build_face_embedder(face_model, face_align, weights)
+    fp = embedder.fingerprint()
+    fake = _fake_side(pairs, fake_source, embedder, face_model, decode, fake_extraction)
+    real, where = _real_side(pairs, embedder, face_model, decode, real_extraction)
     if face_align == "always":
-        missing = [fake_source.path_of(n) for n, d in fake_det.items() if not d]
-        missing += [real_path[k] for k, d in real_det.items() if not d]
+        missing = [fake.path[k] for k, d in fake.detected.items() if not d]
+        missing += [real.path[k] for k, d in real.detected.items() if not d]
         if missing:
             raise FacemetricsError(
                 f"--face-align always: no face detected in {len(missing)} image(s):" + _listing(missing),
                 "--face-align",
             )
+    kept = [p for p in pairs if p.fake in fake.emb and where[p.real] in real.emb]  # type: ignore[index]
+    if not kept:
+        raise FacemetricsError("FSD/FSS: no pair has two readable images" + _listing(
+            [f"{n}: {r}" for n, r in fake.failed + real.failed]), "--pairs")
+    g_rows = [fake.emb[p.fake] for p in kept]
+    r_rows = [real.emb[where[p.real]] for p in kept]  # type: ignore[index]
+    warnings, details = _face_details(pairs, kept, fake_source, fake, real, where, face_align)
+    details = {"embedder": face_model, "weights_sha256": fp.get("weights_sha256"),
+               "dims": int(np.asarray(g_rows[0]).shape[-1]), "fingerprint": fp, **details}
+    from facemetrics.pairing.captions import pair_key
 
-    # ---- pairs
-    kept: list[PairRecord] = []
-    g_rows: list[np.ndarray] = []
-    r_rows: list[np.ndarray] = []
-    both_detected = 0
-    for p in pairs:
-        rk = where[p.real]  # type: ignore[index]
-        if p.fake not in fake_rows or rk not in real_emb:
-            continue
-        kept.append(p)
-        g_rows.append(fake_out["embedding"][fake_rows[p.fake]])
-        r_rows.append(real_emb[rk])
-        both_detected += fake_det[p.fake] and real_det[rk]
+    return FacePairs(np.stack(g_rows), np.stack(r_rows), details, [pair_key(p) for p in kept]), warnings
+
+
+def _face_details(pairs: Sequence[PairRecord], kept: list[PairRecord], fake_source: ImageSource, fake: _Side,
+                  real: _Side, where: dict, face_align: str) -> tuple[list[str], dict[str, Any]]:
+    """The warnings and the counting part of the details of :func:`pair_faces`."""
+    warnings: list[str] = []
     dropped = len(pairs) - len(kept)
     if dropped:
         warnings.append(
             f"FSD/FSS: {dropped} of {len(pairs)} pairs left out because an image was unreadable "
-            f"({len(fake_failed)} fake, {len(real_failed)} real; named in the results' details)"
+            f"({len(fake.failed)} fake, {len(real.failed)} real; named in the results' details)"
         )
-    if not kept:
-        raise FacemetricsError("FSD/FSS: no pair has two readable images" + _listing(
-            [f"{n}: {r}" for n, r in fake_failed + real_failed]), "--pairs")
-
-    used_real = {where[p.real] for p in kept}  # type: ignore[index]
+    used_real = {where[p.real] for p in kept}
     used_fake = [p.fake for p in kept]
     detection_run = face_align != "never"
-    n_fake_faces = sum(fake_det[f] for f in used_fake) if detection_run else None
-    n_real_faces = sum(real_det[k] for k in used_real) if detection_run else None
+    n_fake_faces = sum(fake.detected[f] for f in used_fake) if detection_run else None
+    n_real_faces = sum(real.detected[k] for k in used_real) if detection_run else None
     if detection_run and (n_fake_faces < len(used_fake) or n_real_faces < len(used_real)):
         warnings.append(
             f"FSD/FSS: no face detected in {len(used_fake) - n_fake_faces} of {len(used_fake)} generated and "
             f"{len(used_real) - n_real_faces} of {len(used_real)} real images; they were embedded from the "
             "centred resize (--face-align always makes this an error)"
         )
-    unpaired = len(fake_source) - len(fakes)
+    unpaired = len(fake_source) - len(pairs)
     if unpaired > 0:
         warnings.append(
             f"FSD/FSS: {unpaired} image(s) of FAKE are not in the pairs manifest and were not used"
         )
-
-    details = {
-        "embedder": face_model,
-        "weights_sha256": fp.get("weights_sha256"),
-        "dims": int(np.asarray(g_rows[0]).shape[-1]),
-        "fingerprint": fp,
+    both = sum(fake.detected[p.fake] and real.detected[where[p.real]] for p in kept)
+    return warnings, {
         "face_align": face_align,
         "faces_detected": {"fake": n_fake_faces, "real": n_real_faces},
         "images": {"fake": len(used_fake), "real": len(used_real)},
-        "pairs_both_faces": both_detected if detection_run else None,
+        "pairs_both_faces": both if detection_run else None,
         "pairs_total": len(pairs),
         "pairs_dropped": dropped,
         "fake_unpaired": max(unpaired, 0),
-        "failed_images": {"fake": [list(f) for f in fake_failed], "real": [list(f) for f in real_failed]},
+        "failed_images": {"fake": [list(f) for f in fake.failed], "real": [list(f) for f in real.failed]},
     }
-    return FacePairs(np.stack(g_rows), np.stack(r_rows), details), warnings

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.options import DecodeOptions
 from facemetrics.result import MetricResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -156,11 +157,17 @@ class TextPairs:
     n_negatives: int
     folds: int
     details: dict[str, Any]
+    #: :func:`~facemetrics.pairing.captions.pair_key` of each generated image's pair
+    keys: list[str] | None = None
 
 
 def score_text(pairs: list["PairRecord"], fake_source: "ImageSource", *, metrics: set[str] | frozenset[str],
                seed: int = 0, **kw: Any) -> tuple[dict[str, MetricResult], list[str]]:
-    """Compute the requested text metrics (``rprec``, ``clipscore``): :func:`pair_texts`, then their specs."""
+    """Compute the requested text metrics (``rprec``, ``clipscore``): :func:`pair_texts`, then their specs.
+
+    ``kw``: :func:`pair_texts`'s keywords, and :class:`~facemetrics.options.DecodeOptions` fields
+    (batch_size, device, strict, progress) instead of ``decode``.
+    """
     from types import SimpleNamespace
 
     from facemetrics.metrics import registry
@@ -168,9 +175,39 @@ def score_text(pairs: list["PairRecord"], fake_source: "ImageSource", *, metrics
     wanted = [m for m in ("rprec", "clipscore") if m in set(metrics)]
     if not wanted:
         return {}, []
-    tp, warnings = pair_texts(pairs, fake_source, wanted=wanted, **kw)
+    decode, rest = DecodeOptions.split(kw)
+    tp, warnings = pair_texts(pairs, fake_source, wanted=wanted, decode=rest.pop("decode", decode), **rest)
     inputs = registry.MetricInputs(options=SimpleNamespace(seed=seed), paired={"matcher": tp})
     return registry.compute_all(registry.resolve(wanted), inputs), warnings
+
+
+def _image_embeddings(pairs: list["PairRecord"], fake_source: "ImageSource", matcher: "Matcher",
+                      decode: DecodeOptions, fake_extraction) -> tuple[list[int], np.ndarray, list[tuple[str, str]]]:
+    """(kept pair indices, their image embeddings, failures): from ``fake_extraction`` or by decoding."""
+    if fake_extraction is None:
+        return _embed_by_decoding(pairs, fake_source, matcher, decode.batch_size, decode.strict, decode.progress)
+    from facemetrics.matchers.extractor import MatcherImageExtractor
+
+    if MatcherImageExtractor.name not in fake_extraction.outputs:
+        raise ValueError("fake_extraction holds no matcher embeddings")
+    return _rows_from_extraction(pairs, fake_extraction, MatcherImageExtractor.name)
+
+
+def _long_captions(matcher: "Matcher", texts: list[str], t_idx: np.ndarray, use: list["PairRecord"],
+                   kept: list[int], pairs_name: str) -> tuple[int, str | None]:
+    """How many pool captions exceed the matcher's token limit, and the warning saying so (None: none do)."""
+    counts = matcher.token_counts(texts)
+    if counts is None or not matcher.max_tokens:
+        return 0, None
+    long = [j for j, c in enumerate(counts) if c > matcher.max_tokens]
+    if not long:
+        return 0, None
+    worst = max(long, key=lambda j: counts[j])
+    first = int(np.nonzero(t_idx == worst)[0][0])
+    line = getattr(use[first], "line", None)
+    at = f"line {line}" if line else f"row {kept[first] + 1}"
+    return len(long), (f"{len(long)} of {len(texts)} captions exceed the matcher's {matcher.max_tokens} tokens and "
+                       f"were truncated (longest: {counts[worst]} tokens, {pairs_name} {at}: \"{_short(texts[worst])}\")")
 
 
 def pair_texts(
@@ -179,12 +216,9 @@ def pair_texts(
     *,
     wanted: Sequence[str] = ("rprec", "clipscore"),
     matcher_spec: str | None = None,
-    batch_size: int = 32,
-    device: str = "cpu",
-    progress: bool = True,
+    decode: DecodeOptions = DecodeOptions(),
     n_negatives: int = 99,
     folds: int = 10,
-    strict: bool = False,
     matcher: "Matcher | None" = None,
     pairs_name: str = "pairs manifest",
     fake_extraction=None,
@@ -194,7 +228,8 @@ def pair_texts(
     ``pairs`` are the manifest rows (one per generated image; ``fake`` relative
     to ``fake_source``). ``matcher_spec`` (default ``clip:ViT-B-32:openai``) is
     built with :func:`facemetrics.matchers.build_matcher` unless ``matcher`` is
-    given. Undecodable generated images are dropped with a warning (an error
+    given. ``decode``: batch size, device, strict, progress (the other fields are unused).
+    Undecodable generated images are dropped with a warning (an error
     with ``strict``). ``fake_extraction`` (``score``'s single decode pass of FAKE with a
     :class:`~facemetrics.matchers.extractor.MatcherImageExtractor` of ``matcher``) supplies
     the image embeddings instead of decoding the images here. ``wanted`` names the metrics
@@ -207,17 +242,9 @@ def pair_texts(
     validate_pairs(pairs, fake_source, pairs_name)
     warnings: list[str] = []
     if matcher is None:
-        matcher = build_matcher(matcher_spec or DEFAULT_MATCHER, device, batch_size=batch_size)
-    matcher.load(device)
-
-    if fake_extraction is not None:
-        from facemetrics.matchers.extractor import MatcherImageExtractor
-
-        if MatcherImageExtractor.name not in fake_extraction.outputs:
-            raise ValueError("fake_extraction holds no matcher embeddings")
-        kept, img_emb, failed = _rows_from_extraction(pairs, fake_extraction, MatcherImageExtractor.name)
-    else:
-        kept, img_emb, failed = _embed_by_decoding(pairs, fake_source, matcher, batch_size, strict, progress)
+        matcher = build_matcher(matcher_spec or DEFAULT_MATCHER, decode.device, batch_size=decode.batch_size)
+    matcher.load(decode.device)
+    kept, img_emb, failed = _image_embeddings(pairs, fake_source, matcher, decode, fake_extraction)
     if failed:
         warnings.append(
             f"{len(failed)} generated image(s) could not be decoded and were left out of "
@@ -230,26 +257,16 @@ def pair_texts(
     texts, image_ids, identities, t_idx, no_real = _caption_pool(use)
     cap_emb = np.asarray(matcher.encode_texts(texts))
     fp = matcher.fingerprint()
-
-    n_long = 0
-    counts = matcher.token_counts(texts)
-    if counts is not None and matcher.max_tokens:
-        long = [j for j, c in enumerate(counts) if c > matcher.max_tokens]
-        n_long = len(long)
-        if long:
-            worst = max(long, key=lambda j: counts[j])
-            first = int(np.nonzero(t_idx == worst)[0][0])
-            line = getattr(use[first], "line", None)
-            at = f"line {line}" if line else f"row {kept[first] + 1}"
-            warnings.append(
-                f"{n_long} of {len(texts)} captions exceed the matcher's {matcher.max_tokens} tokens and were "
-                f"truncated (longest: {counts[worst]} tokens, {pairs_name} {at}: \"{_short(texts[worst])}\")"
-            )
-
+    n_long, long_warning = _long_captions(matcher, texts, t_idx, use, kept, pairs_name)
+    if long_warning:
+        warnings.append(long_warning)
     if "rprec" in wanted and no_real:
         warnings.append(
             f"{no_real} pairs row(s) name no real image: their R-precision negatives exclude only the same "
             f"caption text (and the same identity when given)"
         )
     details = {"matcher": fp, "truncated_captions": n_long}
-    return TextPairs(img_emb, cap_emb, t_idx, image_ids, identities, n_negatives, folds, details), warnings
+    from facemetrics.pairing.captions import pair_key
+
+    return TextPairs(img_emb, cap_emb, t_idx, image_ids, identities, n_negatives, folds, details,
+                     [pair_key(p) for p in use]), warnings

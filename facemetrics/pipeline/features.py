@@ -6,8 +6,11 @@ resizing release the GIL, so decoding overlaps the network; or processes,
 ``workers_kind="process"``, for fast GPUs where one process cannot decode fast
 enough: forked like torch's DataLoader workers, they get the file names and send
 back the preprocessed arrays), batches the results per extractor and runs the
-networks in the calling thread. Per-extractor results are cached on disk
-(:mod:`facemetrics.storage.cache`); an extractor whose entry is cached is not run, and
+networks in the calling thread. An extractor with a
+:meth:`~facemetrics.extractors.base.FeatureExtractor.process_runner` for ``workers``
+(dlib, whose calls hold the GIL) instead gets its batches handed to its worker
+processes and collected at the end, so it runs beside the other networks.
+Per-extractor results are cached on disk (:mod:`facemetrics.storage.cache`); an extractor whose entry is cached is not run, and
 when all are cached no image is decoded at all. In-memory images
 (:class:`facemetrics.imaging.inputs.PixelSource`) skip decoding, not preprocessing: their
 H×W×3 uint8 arrays reach the same preprocessors, and their content key hashes
@@ -21,7 +24,7 @@ import re
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -31,6 +34,7 @@ from facemetrics.extractors.base import FeatureExtractor
 from facemetrics.imaging.images import (DECODE_ERRORS, ImageSource, decode_settings_key, file_digests, key_from_digests,
                                 load_rgb)
 from facemetrics.imaging.inputs import PixelSource
+from facemetrics.options import DecodeOptions
 
 #: how decode/preprocess workers run
 WORKER_KINDS = ("thread", "process")
@@ -122,19 +126,24 @@ def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size
          ) -> tuple[list[str], list[tuple[str, str]], list[dict[str, np.ndarray]]]:
     from tqdm import tqdm
 
-    preps = [ex.preprocessor() for ex in extractors]
+    runners = [ex.process_runner(workers) for ex in extractors]
+    preps = [ex.preprocessor() if r is None else r.preprocessor() for ex, r in zip(extractors, runners)]
     names: list[str] = []
     failed: list[tuple[str, str]] = []
     pending: list[list[dict[str, np.ndarray]]] = [[] for _ in extractors]
     collected: list[dict[str, list[np.ndarray]]] = [collections.defaultdict(list) for _ in extractors]
+    handed: list[list] = [[] for _ in extractors]  # per runner: its batches' result functions, in order
 
     def flush(i: int) -> None:
         items = pending[i]
         if not items:
             return
-        batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
-        for k, v in extractors[i].forward(batch).items():
-            collected[i][k].append(np.asarray(v))
+        if runners[i] is not None:
+            handed[i].append(runners[i].submit(items))
+        else:
+            batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
+            for k, v in extractors[i].forward(batch).items():
+                collected[i][k].append(np.asarray(v))
         pending[i] = []
 
     window = max(2 * batch_size, 4 * workers)
@@ -163,30 +172,36 @@ def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size
                     flush(i)
         for i in range(len(extractors)):
             flush(i)
+        for i, results_of in enumerate(handed):
+            for result in results_of:
+                for k, v in result().items():
+                    collected[i][k].append(np.asarray(v))
     bar.close()
     outs = [{k: np.concatenate(v) for k, v in c.items()} for c in collected]
     return names, failed, outs
 
 
-def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], *, batch_size: int = 32,
-            workers: int | None = None, device: str = "cpu", cache: bool = True, strict: bool = False,
-            progress: bool = True, desc: str | None = None, cache_root=None,
-            workers_kind: str = "thread") -> Extraction:
+def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], options: DecodeOptions | None = None, *,
+            desc: str | None = None, **decode: Any) -> Extraction:
     """Features of every image of ``source`` for each extractor (see module docstring).
 
+    ``options`` (or its fields as keywords, ``decode``: batch_size, workers, device,
+    cache, strict, progress, cache_root, workers_kind) say how the pass runs.
     Undecodable files are listed in ``Extraction.failed`` with the reason; with
     ``strict=True`` they raise :class:`FacemetricsError` naming them instead.
     ``workers_kind`` is "thread" (default) or "process" (see module docstring).
     """
+    o = options if options is not None else DecodeOptions(**decode)
+    batch_size, device, cache, strict, progress = o.batch_size, o.device, o.cache, o.strict, o.progress
     if batch_size < 1:
         raise FacemetricsError("batch size must be at least 1", "--batch-size")
-    workers = default_workers() if workers is None else workers
+    workers = default_workers() if o.workers is None else o.workers
     if workers < 1:
         raise FacemetricsError("workers must be at least 1", "--workers")
-    if workers_kind not in WORKER_KINDS:
-        raise FacemetricsError(f"unknown worker kind {workers_kind!r}; choose {' or '.join(WORKER_KINDS)}",
+    if o.workers_kind not in WORKER_KINDS:
+        raise FacemetricsError(f"unknown worker kind {o.workers_kind!r}; choose {' or '.join(WORKER_KINDS)}",
                                "--workers-kind")
-    fc = FeatureCache(cache_root)
+    fc = FeatureCache(o.cache_root)
     if isinstance(source, PixelSource):  # hashes of the pixels (facemetrics.imaging.inputs.pixel_digest)
         digests = source.digests()
     else:
@@ -207,7 +222,7 @@ def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], *, batc
         for i in todo:
             extractors[i].load(device)
         run_names, failed, outs = _run(source, [extractors[i] for i in todo], batch_size, workers, progress, desc,
-                                       workers_kind)
+                                       o.workers_kind)
         if strict and failed:
             raise _strict_error(source, failed)
         names = run_names

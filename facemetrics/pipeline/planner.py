@@ -118,7 +118,7 @@ def _build_role(role: str, specs: list[MetricSpec], opts: Any) -> Any:
     if role == "inception":
         from facemetrics.pipeline.sides import build_feature_extractor
 
-        return build_feature_extractor(opts.extractor, opts.preset, opts.inception_weights)
+        return build_feature_extractor(opts.extractor, opts.preset, opts.inception_weights, opts.precision)
     if role == "face":
         from facemetrics.pairing.face_scoring import build_face_embedder
 
@@ -179,10 +179,11 @@ def _read_real_stats(plan: Plan) -> None:
         raise FacemetricsError(f"REAL {plan.real} is a statistics file, but role(s) {', '.join(other)} need "
                                "its images", "REAL")
     ex = plan.extractors["inception"]
-    rows = any(n.form == "rows" for n in needs)
+    rows = any(n.form == "rows" and not n.optional for n in needs)  # optional rows: used if the file has them
     plan.real_stats = load_side(plan.real_in, ex, "REAL", {}, plan.ctx, features=rows, logits=False,
                                 foreign_preset=plan.opts.real_stats_preset)
-    by_rows = [s.name.upper() for s in plan.specs if any(n.form == "rows" and "real" in n.sides for n in s.needs)]
+    by_rows = [s.name.upper() for s in plan.specs
+               if any(n.form == "rows" and not n.optional and "real" in n.sides for n in s.needs)]
     if by_rows and plan.real_stats.features is None:
         raise FacemetricsError(
             f"{', '.join(by_rows)} needs per-image features and {plan.real} holds statistics only; re-create it "
@@ -205,13 +206,14 @@ def _plan_sides(plan: Plan) -> None:
     plan.fake_roles = [r for r in plan.extractors if any(n.role == r for n in
                                                          _needs(specs, "fake", ("stats", "rows", "paired")))]
     real_generic = list(dict.fromkeys(n.role for n in _needs(specs, "real")))
-    plan.rows = {(side, n.role, n.output) for side in ("real", "fake") for n in _needs(specs, side, ("rows",))}
+    plan.rows = {(side, n.role, n.output) for side in ("real", "fake") for n in _needs(specs, side, ("rows",))
+                 if n.wanted(plan.opts)}
     if not real_generic or plan.real_stats is not None:
         return
     plan.real_src = _source(ctx, plan.real_in, "REAL")
     plan.real_roles = real_generic
-    if "face" in plan.extractors and _is_images(plan.real_in) and Path(plan.real_in).is_dir() \
-            and _pairs_cover(plan.real_src, plan.pairs):
+    if "face" in plan.extractors and "face" not in plan.real_roles and _is_images(plan.real_in) \
+            and Path(plan.real_in).is_dir() and _pairs_cover(plan.real_src, plan.pairs):
         plan.real_roles.append("face")  # REAL = the pairs' real images: one pass for both
 
 
@@ -232,6 +234,9 @@ def plan(ctx: DistContext, real: Any, fake: Any, specs: list[MetricSpec], opts: 
         fp = exs["inception"].fingerprint()
         p.protocol.update(extractor=fp.get("extractor"), weights_sha256=fp.get("weights_sha256"), dims=2048,
                           network=fp.get("network"))
+        from facemetrics.pipeline.sides import approximate_protocol
+
+        p.protocol.update(approximate_protocol(fp))
         if _needs(specs, "real") and _is_stats_file(real):
             _read_real_stats(p)
     p.fake_src = _source(ctx, fake, "FAKE")
@@ -326,6 +331,7 @@ def _side_data(plan: Plan, side_name: str, side: Any, out: Outcome) -> None:
 
 
 def _pair_faces(plan: Plan, fake_side: Any, real_side: Any, out: Outcome) -> None:
+    from facemetrics.options import DecodeOptions
     from facemetrics.pairing.face_scoring import pair_faces
 
     o, face = plan.opts, plan.extractors["face"]
@@ -334,10 +340,10 @@ def _pair_faces(plan: Plan, fake_side: Any, real_side: Any, out: Outcome) -> Non
         extra["fake_extraction"] = fake_side.extraction(face.name)
     if real_side is not None and "face" in plan.real_roles:
         extra["real_extraction"] = (plan.real_src, real_side.extraction(face.name))
+    decode = DecodeOptions(batch_size=o.batch_size, workers=o.workers, device=plan.ctx.device, cache=o.cache,
+                           strict=o.strict, progress=o.progress and plan.ctx.is_main)
     fp, notes = pair_faces(plan.pairs, plan.fake_src, face_model=o.face_model, face_align=o.face_align,
-                           weights=o.face_weights, batch_size=o.batch_size, workers=o.workers,
-                           device=plan.ctx.device, cache=o.cache, strict=o.strict,
-                           progress=o.progress and plan.ctx.is_main, **extra)
+                           weights=o.face_weights, decode=decode, **extra)
     out.inputs.paired["face"] = fp
     out.notes.extend(notes)
     for side in ("real", "fake"):
@@ -347,6 +353,7 @@ def _pair_faces(plan: Plan, fake_side: Any, real_side: Any, out: Outcome) -> Non
 
 
 def _pair_texts(plan: Plan, fake_side: Any, out: Outcome) -> None:
+    from facemetrics.options import DecodeOptions
     from facemetrics.pairing.text_scoring import pair_texts
 
     o = plan.opts
@@ -355,9 +362,9 @@ def _pair_texts(plan: Plan, fake_side: Any, out: Outcome) -> None:
     tower = plan.extractors.get("matcher")
     if tower is not None and fake_side is not None:
         extra = {"fake_extraction": fake_side.extraction(tower.name), "matcher": tower.matcher}
-    tp, notes = pair_texts(plan.pairs, plan.fake_src, wanted=wanted, matcher_spec=o.matcher,
-                           batch_size=o.batch_size, device=plan.ctx.device, progress=o.progress and plan.ctx.is_main,
-                           strict=o.strict, **extra)
+    decode = DecodeOptions(batch_size=o.batch_size, device=plan.ctx.device, strict=o.strict,
+                           progress=o.progress and plan.ctx.is_main)
+    tp, notes = pair_texts(plan.pairs, plan.fake_src, wanted=wanted, matcher_spec=o.matcher, decode=decode, **extra)
     out.inputs.paired["matcher"] = tp
     out.notes.extend(notes)
 

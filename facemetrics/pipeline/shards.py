@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.protocol import protocol_differences
 from facemetrics.stats import FeatureStats
 
 _SPEC = re.compile(r"^\s*(-?\d+)\s*/\s*(-?\d+)\s*$")
@@ -85,24 +86,40 @@ def _protocol(sf: ShardFile) -> dict:
 
 def merge_shards(paths: Sequence[str | Path], param: str = "SHARDS") -> tuple[FeatureStats, np.ndarray | None]:
     """Check and combine shard files into the statistics of the whole folder (see module docstring)."""
-    from facemetrics.pipeline.distributed import names_digest
-    from facemetrics.imaging.images import key_from_digests
-
     if not paths:
         raise FacemetricsError("no shard files given", param)
     shards = [load_shard(p, param) for p in paths]
     ref = shards[0]
-    # ---- one protocol
+    _check_one_protocol(shards, param)
+    _check_one_split(shards, param)
+    ordered = _in_order(shards, param)
+    total = ordered[0].stats
+    for sf in ordered[1:]:
+        total = total.merge(sf.stats)
+    feats = _merged_features(ordered, param)
+    failed = [f for sf in ordered for f in sf.info.get("failed", [])]
+    meta = {k: v for k, v in ref.stats.meta.items() if k not in ("shard", "content_sha256", "n_failed")}
+    meta.update(content_sha256=_content_key(ordered, param), n_failed=len(failed),
+                merged_from={"count": int(ref.info["count"]), "files": [str(sf.path) for sf in ordered]})
+    total.meta = meta
+    return total, feats
+
+
+def _check_one_protocol(shards: list[ShardFile], param: str) -> None:
+    ref = shards[0]
     for sf in shards[1:]:
         a, b = _protocol(ref), _protocol(sf)
-        if a != b:
-            keys = sorted(set(a) | set(b))
-            diffs = "; ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys if a.get(k) != b.get(k))
+        differ = protocol_differences(a, b)
+        if differ:
+            diffs = "; ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in differ)
             raise FacemetricsError(f"{sf.path} was made with another protocol than {ref.path} ({diffs})", param)
         if sf.stats.dims != ref.stats.dims:
             raise FacemetricsError(f"{sf.path} has {sf.stats.dims}-d statistics, {ref.path} {ref.stats.dims}-d",
                                    param)
-    # ---- one folder, one split
+
+
+def _check_one_split(shards: list[ShardFile], param: str) -> None:
+    ref = shards[0]
     for key, what in (("names_sha256", "folder (file list)"), ("n_files", "folder size"), ("kind", "source kind"),
                       ("count", "number of shards")):
         for sf in shards[1:]:
@@ -111,8 +128,14 @@ def merge_shards(paths: Sequence[str | Path], param: str = "SHARDS") -> tuple[Fe
                     f"{sf.path} and {ref.path} come from a different {what}: {key} {sf.info.get(key)!r} vs "
                     f"{ref.info.get(key)!r} (shard {sf.index}/{sf.info['count']} vs {ref.index}/{ref.info['count']})",
                     param)
+
+
+def _in_order(shards: list[ShardFile], param: str) -> list[ShardFile]:
+    """Shards 1..N, checked for overlap, completeness and the folder's file list."""
+    from facemetrics.pipeline.distributed import names_digest
+
+    ref = shards[0]
     count = int(ref.info["count"])
-    # ---- no overlap
     by_index: dict[int, ShardFile] = {}
     for sf in shards:
         other = by_index.get(sf.index)
@@ -126,7 +149,6 @@ def merge_shards(paths: Sequence[str | Path], param: str = "SHARDS") -> tuple[Fe
             if n in seen:
                 raise FacemetricsError(f"overlapping shards: {seen[n]} and {sf.path} both hold {n!r}", param)
             seen[n] = sf.path
-    # ---- complete
     missing = [i for i in range(1, count + 1) if i not in by_index]
     if missing:
         listed = ", ".join(f"{i}/{count}" for i in missing[:20]) + (" ..." if len(missing) > 20 else "")
@@ -137,22 +159,30 @@ def merge_shards(paths: Sequence[str | Path], param: str = "SHARDS") -> tuple[Fe
     if len(names) != int(ref.info["n_files"]) or names_digest(names) != ref.info["names_sha256"]:
         raise FacemetricsError(f"the shards' files ({len(names)}) are not the folder's {ref.info['n_files']} files "
                                "in order; were the shards made with another version?", param)
-    # ---- combine
-    total = ordered[0].stats
-    for sf in ordered[1:]:
-        total = total.merge(sf.stats)
+    return ordered
+
+
+def _merged_features(ordered: list[ShardFile], param: str) -> np.ndarray | None:
+    """The shards' per-image features in file order (None when no shard has them)."""
     have = [sf.features is not None for sf in ordered]
-    feats = None
-    if any(have):
-        if not all(have):
-            lacking = ", ".join(str(sf.path) for sf in ordered if sf.features is None)
-            raise FacemetricsError(f"some shards carry per-image features and these do not: {lacking} "
-                                   "(re-run them with --features, or make all without)", param)
-        for sf in ordered:
-            if len(sf.features) != sf.stats.n:  # type: ignore[arg-type]
-                raise FacemetricsError(f"{sf.path}: {len(sf.features)} feature rows for n={sf.stats.n}", param)
-        feats = np.concatenate([sf.features for sf in ordered])  # type: ignore[misc]
-    kind = ref.info.get("kind", "folder")
+    if not any(have):
+        return None
+    if not all(have):
+        lacking = ", ".join(str(sf.path) for sf in ordered if sf.features is None)
+        raise FacemetricsError(f"some shards carry per-image features and these do not: {lacking} "
+                               "(re-run them with --features, or make all without)", param)
+    for sf in ordered:
+        if len(sf.features) != sf.stats.n:  # type: ignore[arg-type]
+            raise FacemetricsError(f"{sf.path}: {len(sf.features)} feature rows for n={sf.stats.n}", param)
+    return np.concatenate([sf.features for sf in ordered])  # type: ignore[misc]
+
+
+def _content_key(ordered: list[ShardFile], param: str) -> str | None:
+    """The whole folder's content key from the shards' digests (None when they lack some)."""
+    from facemetrics.imaging.images import key_from_digests
+
+    kind = ordered[0].info.get("kind", "folder")
+    names = [n for sf in ordered for n in sf.info["names"]]
     if kind == "zip":
         archive = {tuple(sf.info.get("digests", [])) for sf in ordered}
         if len(archive) != 1:
@@ -160,11 +190,4 @@ def merge_shards(paths: Sequence[str | Path], param: str = "SHARDS") -> tuple[Fe
         digests = list(archive.pop())
     else:
         digests = [d for sf in ordered for d in sf.info.get("digests", [])]
-    content = key_from_digests(kind, names, digests) if len(digests) == (1 if kind == "zip" else len(names)) \
-        else None
-    failed = [f for sf in ordered for f in sf.info.get("failed", [])]
-    meta = {k: v for k, v in ref.stats.meta.items() if k not in ("shard", "content_sha256", "n_failed")}
-    meta.update(content_sha256=content, n_failed=len(failed),
-                merged_from={"count": count, "files": [str(sf.path) for sf in ordered]})
-    total.meta = meta
-    return total, feats
+    return key_from_digests(kind, names, digests) if len(digests) == (1 if kind == "zip" else len(names)) else None

@@ -16,6 +16,7 @@ import numpy as np
 
 from facemetrics.errors import FacemetricsError
 from facemetrics.extractors.base import FeatureExtractor
+from facemetrics.protocol import NETWORK_KEYS, is_standard_fid_inception, protocol_differences
 from facemetrics.result import MetricResult
 
 
@@ -31,17 +32,34 @@ def check_device(device: str) -> str:
     raise FacemetricsError(f"unknown device {device!r} (cpu or cuda[:N])", "--device")
 
 
-def build_feature_extractor(extractor: str | None, preset: str, inception_weights: str | None) -> FeatureExtractor:
-    """``None``/"inception": the FID Inception; an existing ``.pt`` file: a fine-tuned checkpoint."""
+def build_feature_extractor(extractor: str | None, preset: str, inception_weights: str | None,
+                            precision: str = "fp32") -> FeatureExtractor:
+    """``None``/"inception": the FID Inception; an existing ``.pt`` file: a fine-tuned checkpoint.
+
+    ``precision="bf16"`` (approximate) exists for the FID Inception only.
+    """
     from facemetrics.extractors import build_extractor
 
     if extractor in (None, "inception"):
-        return build_extractor("inception", preset=preset, weights=inception_weights)
+        return build_extractor("inception", preset=preset, weights=inception_weights, precision=precision)
+    if precision != "fp32":
+        raise FacemetricsError(f"--precision {precision} is an approximate path of the FID Inception only; "
+                               f"--extractor {extractor} runs in fp32: drop --precision", "--precision")
     if Path(extractor).suffix in (".pt", ".pth"):
         if not Path(extractor).is_file():
             raise FacemetricsError(f"extractor checkpoint not found: {extractor}", "--extractor")
         return build_extractor("finetuned", checkpoint=extractor, preset=preset)
     return build_extractor(extractor)
+
+
+def approximate_protocol(fp: dict[str, Any]) -> dict[str, Any]:
+    """The record's mark of an approximate extractor (``--precision bf16``): ``exact: false`` and the
+    precision; nothing for the exact protocol (records of exact runs are unchanged)."""
+    if fp.get("precision", "fp32") == "fp32":
+        return {}
+    return {"exact": False, "precision": fp["precision"],
+            "approximation": "Inception under bfloat16 autocast; FID deviation from fp32 measured in "
+                             "benchmarks/RESULTS.md (bf16 path)"}
 
 
 @dataclass
@@ -62,25 +80,6 @@ class SideFeatures:
 
 #: the flag that states the protocol of a foreign (mu/sigma only) REAL statistics file
 FOREIGN_STATS_FLAG = "--real-stats-preset"
-
-
-def _same_network(a: dict, b: dict) -> bool:
-    from facemetrics.extractors.inception import FID_HELPER_SHA256, INCEPTION_SHA256
-
-    same_layers = {INCEPTION_SHA256, FID_HELPER_SHA256}
-    keys = ("extractor", "network", "preset", "layer")
-    if any(a.get(k) != b.get(k) for k in keys):
-        return False
-    wa, wb = a.get("weights_sha256"), b.get("weights_sha256")
-    return wa == wb or (wa in same_layers and wb in same_layers)
-
-
-def _is_standard_fid_inception(fp: dict) -> bool:
-    """Whether a fingerprint is the FID Inception's 2048-d pool3 (either known copy of the weights)."""
-    from facemetrics.extractors.inception import FID_HELPER_SHA256, INCEPTION_SHA256
-
-    return (fp.get("extractor") == "inception" and fp.get("network") == "inception-2015-12-05"
-            and fp.get("layer") == "pool3" and fp.get("weights_sha256") in {INCEPTION_SHA256, FID_HELPER_SHA256})
 
 
 def _side_from_foreign_stats(path: Path, ex: FeatureExtractor, param: str, *, asserted: str | None,
@@ -108,7 +107,7 @@ def _side_from_foreign_stats(path: Path, ex: FeatureExtractor, param: str, *, as
             f"{FOREIGN_STATS_FLAG} {asserted} says {path} was made with preset {asserted}, but this run extracts FAKE "
             f"with --preset {fp.get('preset')}; FID compares like with like: add --preset {asserted}",
             FOREIGN_STATS_FLAG)
-    if not _is_standard_fid_inception(fp):
+    if not is_standard_fid_inception(fp):
         raise FacemetricsError(
             f"{FOREIGN_STATS_FLAG} asserts the standard FID Inception pool3 features, but this run uses "
             f"{fp.get('extractor')} (weights sha256 {str(fp.get('weights_sha256'))[:12]}): drop --extractor / "
@@ -141,9 +140,9 @@ def _side_from_stats(path: Path, ex: FeatureExtractor, param: str, *, foreign_pr
             "merge all shards first: facemetrics merge-stats part*.npz -o ref.npz", param)
     fp = ex.fingerprint()
     theirs = st.meta.get("fingerprint", {})
-    if not _same_network(theirs, fp):
-        diffs = [f"{k}: file has {theirs.get(k)!r}, this run uses {fp.get(k)!r}"
-                 for k in ("extractor", "network", "preset", "layer", "weights_sha256") if theirs.get(k) != fp.get(k)]
+    differ = protocol_differences(theirs, fp, NETWORK_KEYS)
+    if differ:
+        diffs = [f"{k}: file has {theirs.get(k)!r}, this run uses {fp.get(k)!r}" for k in differ]
         raise FacemetricsError(f"statistics file {path} was made with another protocol ({'; '.join(diffs)})", param)
     return SideFeatures(str(path), "stats", st.meta.get("content_sha256"), st.n, st, feats, None, [])
 
@@ -171,32 +170,28 @@ def side_features(side, ex: FeatureExtractor, param: str, *, features: bool = Tr
 
 
 def load_inception_extractor(inc: list[str], extractor: str | None, preset: str,
-                             inception_weights: str | None) -> tuple[FeatureExtractor, dict]:
+                             inception_weights: str | None, precision: str = "fp32") -> tuple[FeatureExtractor, dict]:
     """The Inception-type extractor for the metrics ``inc`` and its fingerprint, after the specs' checks
     (IS refuses a network without a usable classifier head); finds the weights."""
     from facemetrics.metrics.registry import resolve
 
-    e = build_feature_extractor(extractor, preset, inception_weights)
+    e = build_feature_extractor(extractor, preset, inception_weights, precision)
     for spec in resolve(inc):
         if spec.check is not None:
             spec.check(e)
     return e, e.fingerprint()
 
 
-def inception_results(inc: list[str], rl: SideFeatures | None, fk: SideFeatures, ex: FeatureExtractor, *,
-                      preset: str, seed: int, kid_subsets: int, kid_subset_size: int,
-                      is_splits: int) -> dict[str, MetricResult]:
+def inception_results(inc: list[str], rl: SideFeatures | None, fk: SideFeatures, ex: FeatureExtractor,
+                      opts: Any) -> dict[str, MetricResult]:
     """The registered specs of ``inc`` (fid/kid/is) on REAL ``rl`` (None for IS alone) and FAKE ``fk``.
 
-    For callers that hold :class:`SideFeatures` (the in-memory and streaming paths); the
-    numbers come from the same spec compute functions as :func:`score`'s.
+    For callers that hold :class:`SideFeatures` (the streaming accumulator); ``opts`` is the
+    run's :class:`~facemetrics.options.ScoreOptions`. The numbers come from the same spec
+    compute functions as :func:`facemetrics.score`'s.
     """
-    from types import SimpleNamespace
-
     from facemetrics.metrics.registry import MetricInputs, compute_all, resolve
 
-    opts = SimpleNamespace(preset=preset, seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                           is_splits=is_splits)
     inputs = MetricInputs(options=opts, extractors={"inception": ex})
     for name, sf in (("real", rl), ("fake", fk)):
         if sf is None:

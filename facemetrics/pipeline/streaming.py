@@ -223,13 +223,13 @@ def build_inception_record(ctx: DistContext, inc: list[str], rl, fk, ex: Feature
     from facemetrics.record import build_record, source_info
 
     fp = ex.fingerprint()
+    from facemetrics.pipeline.sides import approximate_protocol
+
     protocol = {"preset": opts.preset, "extractor": fp.get("extractor"), "weights_sha256": fp.get("weights_sha256"),
-                "dims": fk.stats.dims, "seed": opts.seed, "network": fp.get("network")}
+                "dims": fk.stats.dims, "seed": opts.seed, "network": fp.get("network"), **approximate_protocol(fp)}
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
-        results = ctx.on_main("computing FID/KID/IS", lambda: inception_results(
-            inc, rl, fk, ex, preset=opts.preset, seed=opts.seed, kid_subsets=opts.kid_subsets,
-            kid_subset_size=opts.kid_subset_size, is_splits=opts.is_splits))
+        results = ctx.on_main("computing FID/KID/IS", lambda: inception_results(inc, rl, fk, ex, opts))
     notes = list(dict.fromkeys([*notes, *(str(w.message) for w in caught)]))
     real_info = source_info(rl.path, rl.kind, rl.n, rl.content_sha256) if rl is not None else None
     fake_info = source_info(fk.path, fk.kind, fk.n, fk.content_sha256)
@@ -279,12 +279,13 @@ class Metrics:
             _warnings.simplefilter("always")
             opts["progress"] = o.progress and ctx.is_main
             self._ex, self._fp = ctx.run_agreed("finding the feature extractor", lambda: load_inception_extractor(
-                self.wanted, o.extractor, o.preset, o.inception_weights))
+                self.wanted, o.extractor, o.preset, o.inception_weights, o.precision))
+            rows = "kid" in self.wanted or ("fid" in self.wanted and bool(o.ci))  # FID's interval needs rows
             self._real = side_features(resolve_input(real, "REAL"), self._ex, "REAL", opts, ctx,
-                                       features="kid" in self.wanted, logits=False) if need_real else None
+                                       features=rows, logits=False) if need_real else None
         self._notes = [str(w.message) for w in caught]
         self._fake = StreamSide(self._ex, batch_size=o.batch_size, device=self.device, workers=o.workers,
-                                keep=_keep(self._ex, "kid" in self.wanted, "is" in self.wanted))
+                                keep=_keep(self._ex, rows, "is" in self.wanted))
 
     @property
     def n(self) -> int:

@@ -7,6 +7,8 @@
 * :func:`sample_grid`: generated images next to the real image their caption
   describes, caption underneath (PIL); :func:`grid_from_pairs` picks a seeded
   sample of a pairs manifest.
+* :func:`plot_extrapolation`: FID (IS) at the sample sizes of a record's ``fid_inf``
+  (``is_inf``) against 1/N, with the fitted line and its intercept.
 """
 from __future__ import annotations
 
@@ -114,6 +116,45 @@ def plot_curves(logs: list[str | Path], metrics: list[str] | None = None, *, pan
         ax.grid(alpha=0.3)
         if len(series) > 1:
             ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- FID∞ / IS∞ fit
+
+
+def plot_extrapolation(record: dict[str, Any], metrics: list[str] | None = None, *,
+                       panel_size: tuple[float, float] = (4.5, 3.2), dpi: int = 100) -> bytes:
+    """PNG bytes: per extrapolated metric of a record (``fid_inf``, ``is_inf``), its values at the 15 sample
+    sizes against 1/N, the least-squares line value = a + s/N down to 1/N = 0, and a (the ∞ value)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    have = [m for m in ("fid_inf", "is_inf") if (record.get("metrics") or {}).get(m)]
+    names = list(dict.fromkeys(metrics)) if metrics else have
+    missing = [m for m in names if m not in have]
+    if missing or not names:
+        raise FacemetricsError(f"the record has no {', '.join(missing) or 'fid_inf/is_inf'} result (score with "
+                               "--metrics fid_inf or is_inf)", "RECORD")
+    fig = Figure(figsize=(panel_size[0] * len(names), panel_size[1]), dpi=dpi)
+    FigureCanvasAgg(fig)
+    for k, name in enumerate(names):
+        m = record["metrics"][name]
+        det = m["details"]
+        x = 1.0 / np.asarray(det["sizes"], dtype=np.float64)
+        ax = fig.add_subplot(1, len(names), k + 1)
+        ax.plot(x, det["values"], "o", markersize=4, label=f"{name[:-4].upper()} at N")
+        line = np.linspace(0.0, x.max(), 50)
+        ax.plot(line, m["value"] + det["slope"] * line, "-", linewidth=1,
+                label=f"fit: {m['value']:.4g} + {det['slope']:.4g}/N (rms {det['rms']:.2g})")
+        ax.plot([0.0], [m["value"]], "s", markersize=6, label=f"{name.upper().replace('_INF', '∞')} = {m['value']:.4g}")
+        ax.set_xlabel("1 / N (N = images drawn)", fontsize=8)
+        ax.set_title(f"{name[:-4].upper()} vs 1/N, seed {det.get('seed')}", fontsize=10)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)

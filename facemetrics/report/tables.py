@@ -6,16 +6,20 @@ Pure functions: records (JSON dicts, schema ``facemetrics.record/1``) → a
 * One row per record (run/model), labelled by the record's ``label`` or, when
   it has none, by its file (the parent folder for files named ``metrics.json``).
 * One column per metric, headed with ↑ (higher is better) or ↓; cells show
-  ``value ± std`` where the record has a std; a metric a record lacks is a blank
-  cell.
+  ``value [lo, hi]`` where the record has an interval (``score --ci``), else
+  ``value ± std`` where it has a std; a metric a record lacks is a blank cell.
+  The intervals' protocol (level, method, draws, seed) is listed with the column's.
+* With comparisons (``facemetrics compare --json`` results), a cell of run B gets
+  ``*`` when B differs significantly from A on that metric (p < 1 − level of the
+  comparison), and a note under the table says from which run, with the p-value.
 * A column never mixes protocols silently. For each metric the protocol is the
   set of fields that change its numbers: the record's preset, extractor,
   extractor weights sha256 and dims (Inception-type metrics), the real image set
   and sample counts, and the protocol entries of the metric's details (matcher,
   face embedder, negatives, folds, splits, subsets, ...). Records whose fields
-  differ within a column are refused with a message saying which fields differ
-  for which rows, unless ``force`` is given, in which case the differences are
-  listed under the table.
+  differ within a column (by :mod:`facemetrics.protocol`'s rule) are refused with a
+  message saying which fields differ for which rows, unless ``force`` is given, in
+  which case the differences are listed under the table.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from facemetrics.errors import FacemetricsError
+from facemetrics.protocol import comparable
 
 SCHEMA = "facemetrics.record/1"
 
@@ -39,16 +44,30 @@ METRIC_INFO: dict[str, tuple[str, bool, int]] = {
     "fss": ("FSS", True, 4),
     "rprec": ("R-precision", True, 4),
     "clipscore": ("CLIP score", True, 2),
+    "fid_inf": ("FID∞", False, 2),
+    "is_inf": ("IS∞", True, 3),
+    "precision": ("Precision", True, 4),
+    "recall": ("Recall", True, 4),
+    "density": ("Density", True, 4),
+    "coverage": ("Coverage", True, 4),
+    "precision_face": ("Precision (face)", True, 4),
+    "recall_face": ("Recall (face)", True, 4),
+    "density_face": ("Density (face)", True, 4),
+    "coverage_face": ("Coverage (face)", True, 4),
+    "fd_face": ("FD (face)", False, 4),
+    "kid_face": ("KID (face)", False, 5),
+    "vendi_face": ("Vendi (face)", True, 2),
 }
 #: metrics that do not depend on the record's Inception protocol (preset, extractor, dims)
-_NO_RECORD_PROTOCOL = {"fsd", "fsd_l1", "fss", "rprec", "clipscore"}
+_NO_RECORD_PROTOCOL = {"fsd", "fsd_l1", "fss", "rprec", "clipscore", "precision_face", "recall_face", "density_face",
+                       "coverage_face", "fd_face", "kid_face", "vendi_face"}
 #: metrics that do not use the real image set
 _NO_REAL = {"is", "rprec", "clipscore"}
 #: metric details that are protocol (change the numbers), compared within a column
 DETAIL_PROTOCOL_KEYS = (
     "preset", "extractor", "weights_sha256", "dims", "logits",
     "matcher", "embedder", "face_model", "face_align", "norm",
-    "n_negatives", "folds", "splits", "subsets", "subset_size", "kernel",
+    "n_negatives", "folds", "splits", "subsets", "subset_size", "kernel", "k", "features",
 )
 
 
@@ -70,6 +89,10 @@ class ReportTable:
     headers: dict[str, str]
     protocols: dict[str, str]  # metric -> shared protocol summary
     notes: list[str] = field(default_factory=list)  # differences accepted with force
+    #: significant differences of the comparisons given (``*`` in the cells)
+    significance: list[str] = field(default_factory=list)
+    #: per metric, per run label: the run's interval
+    cis: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- loading
@@ -199,16 +222,17 @@ def _protocol_check(metric: str, header: str, rows: list[tuple[str, dict[str, An
     keys = list(dict.fromkeys(k for _, p in protos for k in p))
     shared, diffs = [], []
     for k in keys:
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, tuple[str, list[str]]] = {}  # compared value -> (first value as written, labels)
         for label, p in protos:
-            groups.setdefault(p.get(k, "null"), []).append(label)
+            v = p.get(k, "null")
+            groups.setdefault(json.dumps(comparable(k, json.loads(v))), (v, []))[1].append(label)
         if len(groups) == 1:
-            v = next(iter(groups))
+            v = next(iter(groups.values()))[0]
             if v != "null" and k != "direction":  # the header's arrow already says it
                 shared.append(f"{k} {_describe(json.loads(v))}")
         else:
             parts = [f"{_describe(json.loads(v)) if v != 'null' else '(none)'}: {', '.join(labels)}"
-                     for v, labels in groups.items()]
+                     for v, labels in groups.values()]
             diffs.append(f"{k} differs ({'; '.join(parts)})")
     return ", ".join(shared), diffs
 
@@ -228,61 +252,80 @@ def _metric_order(names: set[str]) -> list[str]:
     return known + sorted(names - set(known))
 
 
-def _fmt(value: float, std: float, decimals: int) -> str:
+def _fmt(value: float, std: float, decimals: int, ci: dict[str, Any] | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     s = f"{value:.{decimals}f}"
-    if std is not None and not (isinstance(std, float) and math.isnan(std)):
+    if ci and ci.get("lo") is not None and ci.get("hi") is not None:
+        s += f" [{ci['lo']:.{decimals}f}, {ci['hi']:.{decimals}f}]"
+    elif std is not None and not (isinstance(std, float) and math.isnan(std)):
         s += f" ± {std:.{decimals}f}"
     return s
+
+
+def _ci_protocol(rows: list[tuple[str, dict[str, Any]]], metric: str) -> str:
+    """The intervals' protocol of a column (level, method, draws, seed), each distinct one once."""
+    seen = []
+    for _, rec in rows:
+        ci = rec["metrics"][metric].get("ci")
+        if ci:
+            d = f"{100 * ci['level']:g}% intervals, {ci['method']}, {ci['draws']} draws, seed {ci['seed']}"
+            if d not in seen:
+                seen.append(d)
+    return "; ".join(seen)
+
+
+def _significance(comparisons: list[dict[str, Any]], labels: list[str]) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """``{(run label, metric): "*"}`` and notes for the significant differences of ``comparisons``."""
+    marks: dict[tuple[str, str], str] = {}
+    notes: list[str] = []
+    for c in comparisons:
+        la, lb = c["a"].get("label") or c["a"]["path"], c["b"].get("label") or c["b"]["path"]
+        if lb not in labels:
+            continue
+        for metric, m in c["metrics"].items():
+            if m.get("significant"):
+                marks[(lb, metric)] = "*"
+                notes.append(f"{lb} vs {la}, {metric}: B - A = {m['diff']:+.4g} [{m['ci']['lo']:.4g}, "
+                             f"{m['ci']['hi']:.4g}], p = {m['p_value']:.3g} ({m['better']} better)")
+    return marks, notes
 
 
 def _decimals(metric: str) -> int:
     return METRIC_INFO.get(metric, ("", True, 4))[2]
 
 
+def _refuse_mixed_exactness(records: list[LoadedRecord]) -> None:
+    """Approximate numbers (``"exact": false`` in the protocol, e.g. ``--precision bf16``) never share a
+    table with exact ones, not even with ``--force``: their difference is the approximation's."""
+    approx = [r.path for r in records if (r.record.get("protocol") or {}).get("exact") is False]
+    if approx and len(approx) < len(records):
+        raise FacemetricsError(
+            f"refusing to compare approximate records ({', '.join(approx)}: \"exact\": false, e.g. --precision "
+            "bf16) with exact ones; re-score them with --precision fp32 or report the two groups separately",
+            "RECORDS")
+
+
 def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: bool = False,
-                metrics: list[str] | None = None) -> ReportTable:
+                metrics: list[str] | None = None, comparisons: list[dict[str, Any]] | None = None) -> ReportTable:
     """The comparison table of ``records`` (see the module docstring for the rules)."""
     import pandas as pd
 
     if not records:
         raise FacemetricsError("no records given", "RECORDS")
-    labels = [_label_of(r) for r in records]
-    counts: dict[str, int] = {}
-    for lb in labels:
-        counts[lb] = counts.get(lb, 0) + 1
-    labels = [f"{lb} ({r.path})" if counts[lb] > 1 else lb for lb, r in zip(labels, records)]
-
-    present = {name for r in records for name, m in (r.record.get("metrics") or {}).items() if m is not None}
-    if metrics:
-        unknown = [m for m in metrics if m not in present]
-        if unknown:
-            raise FacemetricsError(f"no record has metric(s) {', '.join(unknown)} "
-                                   f"(present: {', '.join(_metric_order(present)) or 'none'})", "--metrics")
-        order = list(dict.fromkeys(metrics))
-    else:
-        order = _metric_order(present)
-
+    _refuse_mixed_exactness(records)
+    labels = _run_labels(records)
+    order = _column_order(records, metrics)
     values = pd.DataFrame(index=pd.Index(labels, name="run"), columns=order, dtype=float)
     stds = values.copy()
+    cis: dict[tuple[str, str], dict[str, Any]] = {}
     headers, protocols, notes, refusals = {}, {}, [], []
     for metric in order:
         rows = [(lb, r.record) for lb, r in zip(labels, records) if (r.record.get("metrics") or {}).get(metric)]
-        hib = {m.get("higher_is_better") for _, rec in rows
-               if (m := rec["metrics"][metric]).get("higher_is_better") is not None}
-        if len(hib) == 1:
-            up = hib.pop()
-        else:
-            up = METRIC_INFO.get(metric, ("", True, 4))[1]
-        name = METRIC_INFO.get(metric, (metric, True, 4))[0]
-        headers[metric] = f"{name} {'↑' if up else '↓'}"
-        for lb, rec in rows:
-            m = rec["metrics"][metric]
-            values.loc[lb, metric] = m.get("value") if m.get("value") is not None else math.nan
-            stds.loc[lb, metric] = m.get("std") if m.get("std") is not None else math.nan
+        headers[metric] = _header(metric, rows)
+        _fill_column(metric, rows, values, stds, cis)
         shared, diffs = _protocol_check(metric, headers[metric], rows)
-        protocols[metric] = shared
+        protocols[metric] = ", ".join(p for p in (shared, _ci_protocol(rows, metric)) if p)
         if diffs:
             (notes if force else refusals).append(f"{headers[metric]}: " + "; ".join(diffs))
     if refusals:
@@ -290,17 +333,61 @@ def build_table(records: list[LoadedRecord], *, sort: str | None = None, force: 
             "refusing to put numbers from different protocols in one column:\n  " + "\n  ".join(refusals)
             + "\n(re-score with one protocol, report the groups separately, or pass --force to tabulate anyway)",
             "RECORDS")
-
     if sort is not None:
         key = _resolve_metric(sort, order, headers)
         up = headers[key].endswith("↑")
         ranked = values[key].sort_values(ascending=not up, na_position="last", kind="stable")
         values, stds = values.loc[ranked.index], stds.loc[ranked.index]
-
+    marks, significance = _significance(comparisons or [], labels)
     display = pd.DataFrame(index=values.index, columns=[headers[m] for m in order], dtype=object)
     for m in order:
-        display[headers[m]] = [_fmt(v, s, _decimals(m)) for v, s in zip(values[m], stds[m])]
-    return ReportTable(values, stds, display, order, headers, protocols, notes)
+        display[headers[m]] = [_fmt(v, s, _decimals(m), cis.get((lb, m))) + marks.get((lb, m), "")
+                               for lb, v, s in zip(values.index, values[m], stds[m])]
+    by_metric: dict[str, dict[str, dict[str, Any]]] = {}
+    for (lb, m), ci in cis.items():
+        by_metric.setdefault(m, {})[lb] = ci
+    return ReportTable(values, stds, display, order, headers, protocols, notes, significance, by_metric)
+
+
+def _run_labels(records: list[LoadedRecord]) -> list[str]:
+    """Each record's row label; a label two records share is followed by the record's path."""
+    labels = [_label_of(r) for r in records]
+    counts: dict[str, int] = {}
+    for lb in labels:
+        counts[lb] = counts.get(lb, 0) + 1
+    return [f"{lb} ({r.path})" if counts[lb] > 1 else lb for lb, r in zip(labels, records)]
+
+
+def _column_order(records: list[LoadedRecord], metrics: list[str] | None) -> list[str]:
+    """The table's metric columns: ``metrics`` (``--metrics``, each present in some record) or every
+    metric present, in the canonical order."""
+    present = {name for r in records for name, m in (r.record.get("metrics") or {}).items() if m is not None}
+    if not metrics:
+        return _metric_order(present)
+    unknown = [m for m in metrics if m not in present]
+    if unknown:
+        raise FacemetricsError(f"no record has metric(s) {', '.join(unknown)} "
+                               f"(present: {', '.join(_metric_order(present)) or 'none'})", "--metrics")
+    return list(dict.fromkeys(metrics))
+
+
+def _header(metric: str, rows: list[tuple[str, dict]]) -> str:
+    """Column header: the metric's display name and its direction (from the records when they agree)."""
+    hib = {m.get("higher_is_better") for _, rec in rows
+           if (m := rec["metrics"][metric]).get("higher_is_better") is not None}
+    up = hib.pop() if len(hib) == 1 else METRIC_INFO.get(metric, ("", True, 4))[1]
+    name = METRIC_INFO.get(metric, (metric, True, 4))[0]
+    return f"{name} {'↑' if up else '↓'}"
+
+
+def _fill_column(metric: str, rows: list[tuple[str, dict]], values, stds, cis: dict) -> None:
+    """Write ``metric``'s value, std and interval of every row into the frames (NaN when missing)."""
+    for lb, rec in rows:
+        m = rec["metrics"][metric]
+        values.loc[lb, metric] = m.get("value") if m.get("value") is not None else math.nan
+        stds.loc[lb, metric] = m.get("std") if m.get("std") is not None else math.nan
+        if m.get("ci"):
+            cis[(lb, metric)] = m["ci"]
 
 
 def _resolve_metric(name: str, order: list[str], headers: dict[str, str]) -> str:
@@ -335,17 +422,24 @@ def to_markdown(table: ReportTable) -> str:
         out += "\nProtocol (shared by every row of the column):\n\n" + "\n".join(proto) + "\n"
     if table.notes:
         out += "\nProtocols differ (tabulated with --force):\n\n" + "\n".join(f"- {n}" for n in table.notes) + "\n"
+    if table.significance:
+        out += ("\nSignificant differences (*, `facemetrics compare`):\n\n"
+                + "\n".join(f"- {n}" for n in table.significance) + "\n")
     return out
 
 
 def to_csv(table: ReportTable) -> str:
-    """Numbers at full precision: ``run``, then ``<metric>`` and ``<metric>_std`` per metric."""
+    """Numbers at full precision: ``run``, then ``<metric>`` and ``<metric>_std`` per metric (and
+    ``<metric>_lo``/``<metric>_hi`` where some run has an interval)."""
     import pandas as pd
 
     cols = {}
     for m in table.metrics:
         cols[m] = table.values[m]
         cols[f"{m}_std"] = table.stds[m]
+        if table.cis.get(m):
+            cols[f"{m}_lo"] = [table.cis[m].get(lb, {}).get("lo") for lb in table.values.index]
+            cols[f"{m}_hi"] = [table.cis[m].get(lb, {}).get("hi") for lb in table.values.index]
     df = pd.DataFrame(cols, index=table.values.index)
     return df.to_csv(index=True, lineterminator="\n")
 
@@ -372,6 +466,9 @@ def to_html(table: ReportTable, *, title: str = "facemetrics report",
     if table.notes:
         parts.append("<h2>Protocols differ (tabulated with --force)</h2><ul>"
                      + "".join(f"<li>{html.escape(n)}</li>" for n in table.notes) + "</ul>")
+    if table.significance:
+        parts.append("<h2>Significant differences (*)</h2><ul>"
+                     + "".join(f"<li>{html.escape(n)}</li>" for n in table.significance) + "</ul>")
     for caption, png in images or []:
         b64 = base64.b64encode(png).decode()
         parts.append(f"<h2>{html.escape(caption)}</h2><img alt=\"{html.escape(caption)}\" "
