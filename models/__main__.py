@@ -182,7 +182,7 @@ def generate(checkpoint, captions, out, n_per_caption, seed, batch_size, device,
 @click.option("--ci", default=None, is_flag=False, flag_value="", metavar="[VALUE]",
               help="pass --ci [VALUE] to facemetrics score when its score command has that option (else a warning)")
 @click.option("--quiet", is_flag=True, help="no progress lines")
-@_user_errors
+@user_errors
 def sweep(config_path, grid, minutes, out, data_root, overrides, device, devices, parallel, threads, matcher,
           metrics, sort, limit, gen_seed, score_seed, ci, quiet):
     """Train every cell of a grid under a time budget, generate, score with facemetrics and rank the cells.

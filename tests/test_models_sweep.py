@@ -69,7 +69,7 @@ def test_cli_usage_errors_exit_2_naming_the_flag(tmp_path):
 
     r = CliRunner()
     res = r.invoke(cli, ["sweep", "--grid", "loss.lambda=", "--minutes", "1", "--out", str(tmp_path / "s")])
-    assert res.exit_code == 2 and "no values for loss.lambda" in res.output and "[--grid]" in res.output
+    assert res.exit_code == 2 and "no values for loss.lambda" in res.output and "'--grid'" in res.output
     res = r.invoke(cli, ["sweep", "--grid", "loss.nope=1", "--minutes", "1", "--out", str(tmp_path / "s")])
     assert res.exit_code == 2 and "unknown config key 'loss.nope'" in res.output
     res = r.invoke(cli, ["sweep", "--grid", "loss.lambda=1", "--minutes", "0", "--out", str(tmp_path / "s")])
@@ -80,6 +80,13 @@ def test_cli_usage_errors_exit_2_naming_the_flag(tmp_path):
     res = r.invoke(cli, ["sweep", "--grid", "loss.lambda=1", "--minutes", "1", "--out", str(tmp_path / "s"),
                          "--set", "train.max_minutes=3"])
     assert res.exit_code == 2 and "set by the sweep's --minutes" in res.output
+    res = r.invoke(cli, ["sweep", "--minutes", "1", "--out", str(tmp_path / "s")])  # no grid at all
+    assert res.exit_code == 2 and "give at least one --grid" in res.output
+    res = r.invoke(cli, ["sweep", "--grid", "loss.lambda=1,5", "--grid", "loss.discriminator=clip",
+                         "--set", "clip.model=", "--minutes", "1", "--out", str(tmp_path / "s"),
+                         "--data", str(tmp_path)])
+    assert res.exit_code == 2 and "'loss.discriminator' is clip, which needs a CLIP model" in res.output
+    assert "clip.model" in res.output and "'--grid'" in res.output
     assert not (tmp_path / "s").exists()  # nothing is written before the input is valid
 
 
