@@ -530,111 +530,167 @@ def _scored(c: dict, cell_dir: Path) -> bool:
             and _same_checkpoint(s, c, rec_path, cell_dir / "samples" / "generate.json"))
 
 
+@dataclass
+class _CellRun:
+    """What the stages of one cell share: its folders, the child environment and the manifest."""
+    cell: Cell
+    o: SweepOptions
+    man: Manifest
+    device: str
+    say: Callable[[str], None]
+    d: Path  # the cell's folder, OUT/CELL
+
+    @property
+    def run(self) -> Path:
+        return self.d / "run"
+
+    @property
+    def samples(self) -> Path:
+        return self.d / "samples"
+
+    @property
+    def logs(self) -> Path:
+        return self.d / "logs"
+
+    @property
+    def tag(self) -> str:
+        return f"[{self.cell.index + 1}/{len(self.man.data['cells'])}] {self.cell.name}"
+
+    def c(self) -> dict:
+        return self.man.cell(self.cell.name)
+
+    def env(self) -> dict:
+        return _env(self.o.threads)
+
+    def threads(self) -> list[str]:
+        return ["--threads", str(self.o.threads)] if self.o.threads else []
+
+
 def run_cell(cell: Cell, out: Path, o: SweepOptions, man: Manifest, device: str, ci: list[str],
              say: Callable[[str], None]) -> None:
-    """Train → generate → score → grid for one cell, skipping finished stages (module docstring)."""
-    d = out / cell.name
-    run, samples, logs = d / "run", d / "samples", d / "logs"
-    env = _env(o.threads)
-    threads = ["--threads", str(o.threads)] if o.threads else []
-    py = [sys.executable, "-m"]
-    c = man.cell(cell.name)
-    tag = f"[{cell.index + 1}/{len(man.data['cells'])}] {cell.name}"
-    # ---- train
-    if _train_finished(c, run):
-        say(f"{tag}: trained ({c['train']['status']}, step {c['train']['step']}), not rerun")
-    else:
-        d.mkdir(parents=True, exist_ok=True)
-        cfg = copy.deepcopy(cell.config)
-        cfg["device"] = device
-        atomic_write_text(d / "config.yaml", C.to_yaml(cfg))
-        if (run / "last.pt").is_file():
-            say(f"{tag}: resuming the interrupted training (budget {o.minutes} min in all)")
-            argv = py + ["models", "train", "--resume", str(run), "--device", device, "--quiet", *threads,
-                         "--set", f"train.budget_minutes={float(o.minutes)!r}"]
-        else:
-            if run.exists():  # died before its first checkpoint: start over
-                import shutil
-
-                shutil.rmtree(run)
-            say(f"{tag}: training (budget {o.minutes} min)")
-            argv = py + ["models", "train", "--config", str(d / "config.yaml"), "--out", str(run), "--quiet", *threads]
-        man.update(cell.name, status="training", train_invocations=c.get("train_invocations", 0) + 1, error=None)
-        res = _last_json(_run(argv, logs / "train.log", env))
-        ck = run / "last.pt"
-        data_stats = _data_stats(run)
-        man.update(cell.name, status="trained",
-                   train={**{k: res.get(k) for k in ("status", "step", "gan_step", "train_seconds")},
-                          "checkpoint_sha256": _sha256(ck), "data": data_stats})
-        c = man.cell(cell.name)
-        say(f"{tag}: {res.get('status')} at step {res.get('step')} (GAN step {res.get('gan_step')}, "
-            f"{res.get('train_seconds')} s)")
-    # ---- generate
-    if not _generated(c, samples):
-        argv = py + ["models", "generate", "--checkpoint", str(run / "last.pt"), "--captions", "test",
-                     "--out", str(samples), "--seed", str(o.gen_seed), "--device", device, "--overwrite",
-                     "--quiet", *threads] + (["--limit", str(o.limit)] if o.limit else [])
-        res = _last_json(_run(argv, logs / "generate.log", env))
-        man.update(cell.name, status="generated",
-                   generate={k: res.get(k) for k in ("n_images", "truncated_captions", "step")})
-        c = man.cell(cell.name)
-        say(f"{tag}: generated {res.get('n_images')} images ({res.get('truncated_captions')} captions truncated)")
-    # ---- score
-    if _scored(c, d):
-        say(f"{tag}: scored, not rerun")
-    else:
-        pairs_rows = [json.loads(x) for x in (samples / "pairs.jsonl").read_text().splitlines() if x.strip()]
-        metrics, skipped = list(o.metrics), {}
-        matcher, source = o.matcher, "given"
-        if o.matcher is None:
-            matcher, source = own_matcher(cell.config, run / "last.pt"), "own"
-        if "rprec" in metrics:
-            problem = rprec_problem(pairs_rows)
-            if problem is None and matcher is None:
-                problem = "the run has no DAMSM encoders (clip-clip) and no --matcher was given"
-            if problem:
-                metrics.remove("rprec")
-                skipped["rprec"] = problem
-                say(f"{tag}: R-precision left out: {problem}")
-        if "clipscore" in metrics and matcher is None:
-            metrics.remove("clipscore")
-            skipped["clipscore"] = "no matcher (clip-clip run without --matcher)"
-        if not metrics:
-            raise StageFailed(f"no metric left to score ({skipped})")
-        uses_matcher = any(m in ("rprec", "clipscore") for m in metrics)
-        argv = score_argv(d, o, metrics, matcher, score_device(device), ci)
-        _run(argv, logs / "score.log", env)
-        man.update(cell.name, status="scored",
-                   score={"metrics": metrics, "skipped": skipped, "matcher": matcher if uses_matcher else None,
-                          "matcher_source": source if uses_matcher else None,
-                          "pairs_sha256": _sha256(samples / "pairs.jsonl"), "record": str(d / "metrics.json"),
-                          "checkpoint_sha256": c["train"]["checkpoint_sha256"]})
-        say(f"{tag}: scored {','.join(metrics)}")
-        c = man.cell(cell.name)
-    # ---- R-precision of the real held-out images with the same matcher (the matcher's own quality)
-    s = c.get("score") or {}
-    if "rprec" in s.get("metrics", []) and s.get("matcher"):
-        if _real_scored(c, d):
-            say(f"{tag}: real-image R-precision scored, not rerun")
-        else:
-            write_real_pairs(samples / "pairs.jsonl", d / "real_as_fake")
-            argv = real_score_argv(d, o, s["matcher"], score_device(device))
-            _run(argv, logs / "score_real.log", env)
-            rec = json.loads((d / "metrics_real.json").read_text())["metrics"]["rprec"]
-            man.update(cell.name, real_rprec={"value": rec["value"], "std": rec.get("std"), "n": rec.get("n"),
-                                              "matcher": s["matcher"], "record": str(d / "metrics_real.json"),
-                                              "pairs_sha256": _sha256(samples / "pairs.jsonl"),
-                                              "checkpoint_sha256": c["train"]["checkpoint_sha256"]})
-            c = man.cell(cell.name)
-            say(f"{tag}: R-precision of the real held-out images {rec['value']:.4f}")
-    # ---- grid of samples next to their real images
-    if not (d / "grid.png").is_file() or (d / "grid.png").stat().st_mtime < (samples / "pairs.jsonl").stat().st_mtime:
-        from facemetrics.report.plots import grid_from_manifest, png_bytes
-        from facemetrics.storage.atomic import atomic_write_bytes
-
-        atomic_write_bytes(d / "grid.png", png_bytes(grid_from_manifest(samples / "pairs.jsonl", samples, n=8,
-                                                                          seed=o.gen_seed)))
+    """Train → generate → score → real-image R-precision → grid for one cell, skipping finished stages
+    (module docstring)."""
+    r = _CellRun(cell, o, man, device, say, out / cell.name)
+    _train_stage(r)
+    _generate_stage(r)
+    _score_stage(r, ci)
+    _real_rprec_stage(r)
+    _grid_stage(r)
     man.update(cell.name, status="scored", error=None)
+
+
+def _train_stage(r: _CellRun) -> None:
+    """Train the cell under its budget, resuming an interrupted run; not rerun once finished."""
+    c, run, py = r.c(), r.run, [sys.executable, "-m"]
+    if _train_finished(c, run):
+        r.say(f"{r.tag}: trained ({c['train']['status']}, step {c['train']['step']}), not rerun")
+        return
+    r.d.mkdir(parents=True, exist_ok=True)
+    cfg = copy.deepcopy(r.cell.config)
+    cfg["device"] = r.device
+    atomic_write_text(r.d / "config.yaml", C.to_yaml(cfg))
+    if (run / "last.pt").is_file():
+        r.say(f"{r.tag}: resuming the interrupted training (budget {r.o.minutes} min in all)")
+        argv = py + ["models", "train", "--resume", str(run), "--device", r.device, "--quiet", *r.threads(),
+                     "--set", f"train.budget_minutes={float(r.o.minutes)!r}"]
+    else:
+        if run.exists():  # died before its first checkpoint: start over
+            import shutil
+
+            shutil.rmtree(run)
+        r.say(f"{r.tag}: training (budget {r.o.minutes} min)")
+        argv = py + ["models", "train", "--config", str(r.d / "config.yaml"), "--out", str(run), "--quiet",
+                     *r.threads()]
+    r.man.update(r.cell.name, status="training", train_invocations=c.get("train_invocations", 0) + 1, error=None)
+    res = _last_json(_run(argv, r.logs / "train.log", r.env()))
+    r.man.update(r.cell.name, status="trained",
+                 train={**{k: res.get(k) for k in ("status", "step", "gan_step", "train_seconds")},
+                        "checkpoint_sha256": _sha256(run / "last.pt"), "data": _data_stats(run)})
+    r.say(f"{r.tag}: {res.get('status')} at step {res.get('step')} (GAN step {res.get('gan_step')}, "
+          f"{res.get('train_seconds')} s)")
+
+
+def _generate_stage(r: _CellRun) -> None:
+    """One image per held-out caption from the cell's last checkpoint; not rerun when its samples match."""
+    if _generated(r.c(), r.samples):
+        return
+    argv = [sys.executable, "-m", "models", "generate", "--checkpoint", str(r.run / "last.pt"), "--captions", "test",
+            "--out", str(r.samples), "--seed", str(r.o.gen_seed), "--device", r.device, "--overwrite",
+            "--quiet", *r.threads()] + (["--limit", str(r.o.limit)] if r.o.limit else [])
+    res = _last_json(_run(argv, r.logs / "generate.log", r.env()))
+    r.man.update(r.cell.name, status="generated",
+                 generate={k: res.get(k) for k in ("n_images", "truncated_captions", "step")})
+    r.say(f"{r.tag}: generated {res.get('n_images')} images ({res.get('truncated_captions')} captions truncated)")
+
+
+def _score_metrics(r: _CellRun, pairs_rows: list[dict]) -> tuple[list[str], dict, str | None, str]:
+    """``(metrics, skipped, matcher, matcher_source)``: the asked metrics less those the cell cannot have."""
+    metrics, skipped = list(r.o.metrics), {}
+    matcher, source = r.o.matcher, "given"
+    if r.o.matcher is None:
+        matcher, source = own_matcher(r.cell.config, r.run / "last.pt"), "own"
+    if "rprec" in metrics:
+        problem = rprec_problem(pairs_rows)
+        if problem is None and matcher is None:
+            problem = "the run has no DAMSM encoders (clip-clip) and no --matcher was given"
+        if problem:
+            metrics.remove("rprec")
+            skipped["rprec"] = problem
+            r.say(f"{r.tag}: R-precision left out: {problem}")
+    if "clipscore" in metrics and matcher is None:
+        metrics.remove("clipscore")
+        skipped["clipscore"] = "no matcher (clip-clip run without --matcher)"
+    if not metrics:
+        raise StageFailed(f"no metric left to score ({skipped})")
+    return metrics, skipped, matcher, source
+
+
+def _score_stage(r: _CellRun, ci: list[str]) -> None:
+    """``facemetrics score`` of the samples against the run's held-out real images; not rerun when scored."""
+    c = r.c()
+    if _scored(c, r.d):
+        r.say(f"{r.tag}: scored, not rerun")
+        return
+    pairs_rows = [json.loads(x) for x in (r.samples / "pairs.jsonl").read_text().splitlines() if x.strip()]
+    metrics, skipped, matcher, source = _score_metrics(r, pairs_rows)
+    uses_matcher = any(m in ("rprec", "clipscore") for m in metrics)
+    _run(score_argv(r.d, r.o, metrics, matcher, score_device(r.device), ci), r.logs / "score.log", r.env())
+    r.man.update(r.cell.name, status="scored",
+                 score={"metrics": metrics, "skipped": skipped, "matcher": matcher if uses_matcher else None,
+                        "matcher_source": source if uses_matcher else None,
+                        "pairs_sha256": _sha256(r.samples / "pairs.jsonl"), "record": str(r.d / "metrics.json"),
+                        "checkpoint_sha256": c["train"]["checkpoint_sha256"]})
+    r.say(f"{r.tag}: scored {','.join(metrics)}")
+
+
+def _real_rprec_stage(r: _CellRun) -> None:
+    """R-precision of the real held-out images with the same matcher (the matcher's own quality)."""
+    c = r.c()
+    s = c.get("score") or {}
+    if "rprec" not in s.get("metrics", []) or not s.get("matcher"):
+        return
+    if _real_scored(c, r.d):
+        r.say(f"{r.tag}: real-image R-precision scored, not rerun")
+        return
+    write_real_pairs(r.samples / "pairs.jsonl", r.d / "real_as_fake")
+    _run(real_score_argv(r.d, r.o, s["matcher"], score_device(r.device)), r.logs / "score_real.log", r.env())
+    rec = json.loads((r.d / "metrics_real.json").read_text())["metrics"]["rprec"]
+    r.man.update(r.cell.name, real_rprec={"value": rec["value"], "std": rec.get("std"), "n": rec.get("n"),
+                                          "matcher": s["matcher"], "record": str(r.d / "metrics_real.json"),
+                                          "pairs_sha256": _sha256(r.samples / "pairs.jsonl"),
+                                          "checkpoint_sha256": c["train"]["checkpoint_sha256"]})
+    r.say(f"{r.tag}: R-precision of the real held-out images {rec['value']:.4f}")
+
+
+def _grid_stage(r: _CellRun) -> None:
+    """``grid.png``: 8 samples next to their real images (seeded by the generate seed), redrawn when stale."""
+    grid, pairs = r.d / "grid.png", r.samples / "pairs.jsonl"
+    if grid.is_file() and grid.stat().st_mtime >= pairs.stat().st_mtime:
+        return
+    from facemetrics.report.plots import grid_from_manifest, png_bytes
+    from facemetrics.storage.atomic import atomic_write_bytes
+
+    atomic_write_bytes(grid, png_bytes(grid_from_manifest(pairs, r.samples, n=8, seed=r.o.gen_seed)))
 
 
 def _data_stats(run: Path) -> dict | None:
@@ -653,15 +709,28 @@ def _data_stats(run: Path) -> dict | None:
 
 def write_report(out: Path, man: Manifest, o: SweepOptions, cells: Sequence[Cell]) -> str:
     """``report.md``/``.csv``/``.html`` ranking the scored cells; returns the markdown."""
-    import html as _html
-
-    import pandas as pd
-
-    from facemetrics.report.tables import build_table, load_records, to_html, to_markdown
+    from facemetrics.report.tables import build_table, load_records, to_markdown
 
     entries = man.data["cells"]
     scored = [e for e in entries if e.get("status") == "scored" and (out / e["name"] / "metrics.json").is_file()]
-    spec = man.data["spec"]
+    head = _report_head(out, man.data["spec"], entries, scored)
+    md = "\n".join(head)
+    table = None
+    if scored:
+        table = build_table(load_records([out / e["name"] / "metrics.json" for e in scored]), sort=o.sort, force=True)
+        md += f"\n## Ranking (best first by {table.headers[_metric_key(o.sort, table)]})\n\n" + to_markdown(table)
+    rank = {name: i + 1 for i, name in enumerate(table.values.index)} if table is not None else {}
+    cells_df = _cells_frame(entries, rank)
+    md += "\n## Cells\n\n" + _md_table(cells_df) + "\n"
+    atomic_write_text(out / "report.md", md)
+    if table is not None:
+        atomic_write_text(out / "report.csv", _report_csv(table, entries, man.data["spec"]))
+        atomic_write_text(out / "report.html", _report_html(out, table, rank, head, cells_df))
+    return md
+
+
+def _report_head(out: Path, spec: dict, entries: list[dict], scored: list[dict]) -> list[str]:
+    """The report's opening paragraphs: config, grid, budget, seeds and which matcher R-precision used."""
     own = any((e.get("score") or {}).get("matcher_source") == "own" for e in scored)
     axes_txt = " × ".join("%s ∈ {%s}" % (g["key"], ", ".join(g["raw"])) for g in spec["grid"])
     sets = " ".join("--set " + x for x in spec["base_overrides"])
@@ -680,16 +749,16 @@ def write_report(out: Path, man: Manifest, o: SweepOptions, cells: Sequence[Cell
             head += ["R-precision: each cell's **own** DAMSM matcher (`damsm:CELL/run/last.pt`): it compares "
                      "checkpoints of one cell, not cells with each other (different matchers; the protocol "
                      "notes below list them). Pass `--matcher SPEC` for a fixed matcher.", ""]
-    if "rprec" in spec["metrics"]:
         head += ["\"R-prec of real images\" (Cells table): the same matcher, captions, negatives and seed on the "
                  "real held-out image each caption describes instead of the generated one: the matcher's own "
                  "quality (chance is 0.01).", ""]
-    md = "\n".join(head)
-    table = None
-    if scored:
-        table = build_table(load_records([out / e["name"] / "metrics.json" for e in scored]), sort=o.sort, force=True)
-        md += f"\n## Ranking (best first by {table.headers[_metric_key(o.sort, table)]})\n\n" + to_markdown(table)
-    rank = {name: i + 1 for i, name in enumerate(table.values.index)} if table is not None else {}
+    return head
+
+
+def _cells_frame(entries: list[dict], rank: dict[str, int]):
+    """The Cells table (every cell, ranked ones first): status, training, matcher, notes."""
+    import pandas as pd
+
     rows = []
     for e in entries:
         t, s = e.get("train") or {}, e.get("score") or {}
@@ -700,39 +769,47 @@ def write_report(out: Path, man: Manifest, o: SweepOptions, cells: Sequence[Cell
                      "R-prec of real images": _pm(e.get("real_rprec")),
                      "notes": "; ".join([f"{k} left out: {v}" for k, v in (s.get("skipped") or {}).items()]
                                         + ([f"error: {e['error']}"] if e.get("error") else []))})
-    cells_df = pd.DataFrame(rows).sort_values(["rank"], key=lambda x: x.map(lambda v: v if v != "" else 1e9),
-                                              kind="stable")
-    md += "\n## Cells\n\n" + _md_table(cells_df) + "\n"
-    atomic_write_text(out / "report.md", md)
-    # CSV: the ranking at full precision, with each cell's overrides and training
+    return pd.DataFrame(rows).sort_values(["rank"], key=lambda x: x.map(lambda v: v if v != "" else 1e9),
+                                          kind="stable")
+
+
+def _report_csv(table, entries: list[dict], spec: dict) -> str:
+    """The ranking at full precision, with each cell's overrides, training and real-image R-precision."""
+    import pandas as pd
+
     by_name = {e["name"]: e for e in entries}
-    if table is not None:
-        csv = pd.DataFrame(index=pd.Index(list(table.values.index), name="cell"))
-        csv.insert(0, "rank", range(1, len(csv) + 1))
-        for g in spec["grid"]:
-            csv[g["key"]] = [by_name[n]["overrides"][g["key"]] for n in csv.index]
-        for k, col in (("status", "train_status"), ("step", "step"), ("gan_step", "gan_step"),
-                       ("train_seconds", "train_seconds")):
-            csv[col] = [(by_name[n].get("train") or {}).get(k) for n in csv.index]
-        for m in table.metrics:
-            csv[m] = table.values[m]
-            csv[f"{m}_std"] = table.stds[m]
-        csv["rprec_real"] = [(by_name[n].get("real_rprec") or {}).get("value") for n in csv.index]
-        csv["rprec_real_std"] = [(by_name[n].get("real_rprec") or {}).get("std") for n in csv.index]
-        csv["rprec_matcher"] = [(by_name[n].get("score") or {}).get("matcher") for n in csv.index]
-        atomic_write_text(out / "report.csv", csv.to_csv(lineterminator="\n"))
-        images = []
-        for n in table.values.index:
-            g = out / n / "grid.png"
-            if g.is_file():
-                images.append((f"{rank[n]}. {n}: generated (left) next to real", g.read_bytes()))
-        page = to_html(table, title=f"Sweep {out.name}", images=images)
-        intro = "".join(f"<p>{_html.escape(p)}</p>" for p in head[2:] if p)
-        cells_html = "<h2>Cells</h2>" + cells_df.to_html(index=False, escape=True, border=0)
-        page = page.replace("</h1>", "</h1>" + intro, 1).replace("<h2>", cells_html + "<h2>", 1) \
-            if "<h2>" in page else page.replace("</body>", cells_html + "</body>", 1)
-        atomic_write_text(out / "report.html", page)
-    return md
+    csv = pd.DataFrame(index=pd.Index(list(table.values.index), name="cell"))
+    csv.insert(0, "rank", range(1, len(csv) + 1))
+    for g in spec["grid"]:
+        csv[g["key"]] = [by_name[n]["overrides"][g["key"]] for n in csv.index]
+    for k, col in (("status", "train_status"), ("step", "step"), ("gan_step", "gan_step"),
+                   ("train_seconds", "train_seconds")):
+        csv[col] = [(by_name[n].get("train") or {}).get(k) for n in csv.index]
+    for m in table.metrics:
+        csv[m] = table.values[m]
+        csv[f"{m}_std"] = table.stds[m]
+    csv["rprec_real"] = [(by_name[n].get("real_rprec") or {}).get("value") for n in csv.index]
+    csv["rprec_real_std"] = [(by_name[n].get("real_rprec") or {}).get("std") for n in csv.index]
+    csv["rprec_matcher"] = [(by_name[n].get("score") or {}).get("matcher") for n in csv.index]
+    return csv.to_csv(lineterminator="\n")
+
+
+def _report_html(out: Path, table, rank: dict[str, int], head: list[str], cells_df) -> str:
+    """The HTML page: the ranking, the Cells table and each ranked cell's sample grid."""
+    import html as _html
+
+    from facemetrics.report.tables import to_html
+
+    images = []
+    for n in table.values.index:
+        g = out / n / "grid.png"
+        if g.is_file():
+            images.append((f"{rank[n]}. {n}: generated (left) next to real", g.read_bytes()))
+    page = to_html(table, title=f"Sweep {out.name}", images=images)
+    intro = "".join(f"<p>{_html.escape(p)}</p>" for p in head[2:] if p)
+    cells_html = "<h2>Cells</h2>" + cells_df.to_html(index=False, escape=True, border=0)
+    return page.replace("</h1>", "</h1>" + intro, 1).replace("<h2>", cells_html + "<h2>", 1) \
+        if "<h2>" in page else page.replace("</body>", cells_html + "</body>", 1)
 
 
 def _pm(r: dict | None) -> str:
