@@ -1,4 +1,4 @@
-"""``python -m models train|generate``: the reference producer's command line.
+"""``python -m models train|generate|sweep``: the reference producer's command line.
 
 User mistakes (unknown config keys, wrong files, a checkpoint of another variant,
 captions over the encoder's limit with ``--long-captions error``) become click usage
@@ -150,6 +150,62 @@ def generate(checkpoint, captions, out, n_per_caption, seed, batch_size, device,
             click.echo(f"warning: {w.message}", err=True)
     click.echo(json.dumps({k: meta[k] for k in ("variant", "step", "n_images", "truncated_captions")}
                           | {"out": str(out), "pairs": f"{out}/pairs.jsonl"}))
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML config every cell starts from (defaults when omitted)")
+@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2,...",
+              help="a config key and its values, e.g. --grid loss.lambda=1,5,10 (repeatable: the cells are the "
+                   "cartesian product, first --grid slowest)")
+@click.option("--minutes", required=True, type=click.FloatRange(min=0, min_open=True),
+              help="training budget of each cell: wall time over every resume, DAMSM stage included "
+                   "(sets train.budget_minutes)")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="sweep folder (rerun to resume)")
+@click.option("--data", "data_root", type=click.Path(file_okay=False), default=None,
+              help="data folder holding face2text/, lfw/, celeba/ (sets data.root)")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key in every cell")
+@click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (train, generate and score)")
+@click.option("--devices", default=None, metavar="LIST",
+              help="with --parallel: comma-separated devices handed out to the running cells (e.g. cuda:0,cuda:1)")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, help="cells run at the same time (processes)")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of each cell's processes")
+@click.option("--matcher", default=None, metavar="SPEC",
+              help="R-precision matcher for every cell (facemetrics score --matcher), e.g. damsm:OTHER/last.pt; "
+                   "default: each cell's own DAMSM encoders, labelled as such (not comparable across cells)")
+@click.option("--metrics", default=",".join(("fid", "fsd", "fss", "rprec")), help="facemetrics score --metrics")
+@click.option("--sort", default="fid", help="rank the cells by this metric")
+@click.option("--limit", type=click.IntRange(min=0), default=0,
+              help="generate for the first N held-out captions only (0 = all)")
+@click.option("--gen-seed", type=int, default=0, help="noise seed of generate")
+@click.option("--score-seed", type=int, default=0, help="seed of facemetrics score (R-precision negatives)")
+@click.option("--ci", default=None, is_flag=False, flag_value="", metavar="[VALUE]",
+              help="pass --ci [VALUE] to facemetrics score when its score command has that option (else a warning)")
+@click.option("--quiet", is_flag=True, help="no progress lines")
+@user_errors
+def sweep(config_path, grid, minutes, out, data_root, overrides, device, devices, parallel, threads, matcher,
+          metrics, sort, limit, gen_seed, score_seed, ci, quiet):
+    """Train every cell of a grid under a time budget, generate, score with facemetrics and rank the cells.
+
+    Each cell is OUT/<key>=<value>,... (a run folder, samples, metrics.json, grid.png); OUT/sweep.json
+    records the grid, budget, seeds and each cell's status; OUT/report.md|csv|html rank the scored cells.
+    Rerunning the same command resumes: finished cells are not retrained, an interrupted one continues
+    (train --resume) with what is left of its budget."""
+    from pathlib import Path
+
+    from models.sweep import SweepOptions, sweep as run_sweep
+
+    opts = SweepOptions(
+        grid=list(grid), minutes=minutes, out=Path(out), config=config_path, data=data_root,
+        overrides=list(overrides), device=device, threads=threads, matcher=matcher,
+        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()), sort=sort.strip(), limit=limit,
+        gen_seed=gen_seed, score_seed=score_seed, parallel=parallel,
+        devices=[d.strip() for d in devices.split(",") if d.strip()] if devices else None, ci=ci, quiet=quiet)
+    res = run_sweep(opts, say=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
+    click.echo(res.pop("markdown"))
+    click.echo(json.dumps(res))
+    if res["failed"]:
+        sys.exit(1)
 
 
 def main() -> None:

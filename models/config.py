@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
         "gamma1": 4.0,
         "gamma2": 5.0,
         "gamma3": 10.0,
+        "sentence_weight": 1.0,  # weight of the sentence loss against the word loss (AttnGAN: 1); long captions
     },
     "model": {
         "resolution": 64,  # 64 | 128 | 256 (stage 0 is always 64x64)
@@ -100,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
         "eval_rprec_folds": 10,
         "grid_size": 16,
         "max_minutes": 0.0,  # stop (with a checkpoint) after this wall time; 0 = no limit
+        "budget_minutes": 0.0,  # stop when the run's training time over all resumes reaches this; 0 = no limit
     },
 }
 
@@ -128,7 +130,7 @@ CHOICES: dict[str, tuple] = {
 RESUME_MUTABLE: frozenset[str] = frozenset(
     {
         "device", "data.root", "data.num_workers",
-        "train.steps", "train.max_minutes", "train.log_every", "train.sample_every",
+        "train.steps", "train.max_minutes", "train.budget_minutes", "train.log_every", "train.sample_every",
         "train.checkpoint_every", "train.eval_every", "train.eval_images", "train.eval_fid",
         "train.eval_rprec_negatives", "train.eval_rprec_folds",
     }
@@ -292,6 +294,7 @@ def validate(cfg: dict) -> None:
         "damsm.steps": 0, "train.log_every": 0, "train.sample_every": 0, "train.checkpoint_every": 0,
         "train.eval_every": 0, "train.eval_images": 0, "data.max_images": 0, "data.num_workers": 0,
         "train.eval_rprec_negatives": 1, "train.eval_rprec_folds": 1, "clip_d.start_step": 0,
+        "damsm.sentence_weight": 0, "train.max_minutes": 0, "train.budget_minutes": 0,
     }
     for key, lo in pos.items():
         if get(cfg, key) < lo:

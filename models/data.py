@@ -82,8 +82,17 @@ def _celeba_index(root: Path) -> dict[str, Path]:
     return index
 
 
-def load_face2text_v10(root: Path, identity_file: str | None = None) -> list[FaceRecord]:
-    """Face2Text v1.0 (CelebA); images missing under ``root/celeba`` are skipped."""
+def load_face2text_v10(root: Path, identity_file: str | None = None,
+                       stats: dict | None = None) -> list[FaceRecord]:
+    """Face2Text v1.0 (CelebA); images missing under ``root/celeba`` are skipped and counted.
+
+    Only the captioned images present under ``celeba/`` are usable (177 in the shared data
+    folder, of 4,076 named by ``raw.json``): a :class:`UserWarning` says how many were
+    skipped, and ``stats`` (when given) is filled with ``dataset``, ``images_named``,
+    ``images_present``, ``images_missing``, ``captions_named``, ``captions_used``,
+    ``captions_of_missing_images`` and ``captions_without_words``."""
+    import warnings
+
     meta = _require(root / "face2text" / "v1.0" / "raw.json", "Face2Text v1.0 raw.json")
     entries = read_face2text(meta, "1.0", "--data")[1]
     files = _celeba_index(root)
@@ -97,17 +106,35 @@ def load_face2text_v10(root: Path, identity_file: str | None = None) -> list[Fac
             if len(parts) == 2:
                 ids[parts[0]] = parts[1]
     caps: dict[str, list[Caption]] = {}
+    named = {e.image for e in entries}
+    no_words = of_missing = 0
     for e in entries:
-        if e.image in files and tokenize(e.text):
+        if e.image not in files:
+            of_missing += 1
+        elif not tokenize(e.text):
+            no_words += 1
+        else:
             caps.setdefault(e.image, []).append(Caption(e.text.strip(), e.caption_id))
     out = [
         FaceRecord(Path(f).stem, files[f], ids.get(f, Path(f).stem), tuple(c))
         for f, c in sorted(caps.items())
     ]
+    missing = len(named - set(files))
+    info = {"dataset": "face2text-v1.0", "images_named": len(named), "images_present": len(out),
+            "images_missing": missing, "captions_named": len(entries),
+            "captions_used": sum(len(r.captions) for r in out), "captions_of_missing_images": of_missing,
+            "captions_without_words": no_words}
+    if stats is not None:
+        stats.update(info)
     if not out:
         raise FacemetricsError(
             f"none of the Face2Text v1.0 images is under {root / 'celeba'}", "--data"
         )
+    if missing:
+        warnings.warn(
+            f"Face2Text v1.0: {missing} of the {len(named)} images named by raw.json are not under "
+            f"{root / 'celeba'} and are skipped with their {of_missing} captions; using the {len(out)} "
+            f"present images ({info['captions_used']} captions)", UserWarning, stacklevel=2)
     return out
 
 
@@ -128,9 +155,13 @@ def load_synthetic(n: int, seed: int = 0) -> list[FaceRecord]:
     return out
 
 
-def load_records(cfg: dict) -> list[FaceRecord]:
-    """The records of ``cfg["data"]`` (optionally a seeded subset of ``max_images``)."""
+def load_records(cfg: dict, stats: dict | None = None) -> list[FaceRecord]:
+    """The records of ``cfg["data"]`` (optionally a seeded subset of ``max_images``).
+
+    ``stats`` (when given) receives what was found: ``dataset``, ``images`` (records
+    returned) and, for v1.0, the counts of :func:`load_face2text_v10`."""
     d = cfg["data"]
+    info: dict = {"dataset": d["dataset"]}
     if d["dataset"] == "synthetic":
         recs = load_synthetic(d["synthetic_images"], d["split_seed"])
     else:
@@ -141,11 +172,14 @@ def load_records(cfg: dict) -> list[FaceRecord]:
         if d["dataset"] == "face2text-v0.1":
             recs = load_face2text_v01(root)
         else:
-            recs = load_face2text_v10(root, d["identity_file"])
+            recs = load_face2text_v10(root, d["identity_file"], stats=info)
     if d["max_images"] and d["max_images"] < len(recs):
         rng = np.random.default_rng([d["split_seed"], 1])
         keep = np.sort(rng.choice(len(recs), size=d["max_images"], replace=False))
         recs = [recs[i] for i in keep]
+    info["images"] = len(recs)
+    if stats is not None:
+        stats.update(info)
     return recs
 
 

@@ -66,10 +66,15 @@ def words_loss(regions, words, word_mask, class_ids, gamma1, gamma2, gamma3):
 
 
 def damsm_loss(regions, code, words, sent, word_mask, class_ids, g: dict) -> tuple[torch.Tensor, dict]:
-    """``w0 + w1 + s0 + s1`` and the four parts (``g``: gamma1..3)."""
+    """``w0 + w1 + λs · (s0 + s1)`` and its word and sentence parts (unweighted).
+
+    ``g``: ``gamma1..3`` and optionally ``sentence_weight`` (λs, default 1 = AttnGAN's sum);
+    a larger λs leans on the sentence feature, which sees every word of a long caption,
+    against the word loss, whose log-sum-exp over words grows with the caption's length."""
     w0, w1 = words_loss(regions, words, word_mask, class_ids, g["gamma1"], g["gamma2"], g["gamma3"])
     s0, s1 = sent_loss(code, sent, class_ids, g["gamma3"])
-    return w0 + w1 + s0 + s1, {"w_loss": (w0 + w1).item(), "s_loss": (s0 + s1).item()}
+    sw = float(g.get("sentence_weight", 1.0))
+    return w0 + w1 + sw * (s0 + s1), {"w_loss": (w0 + w1).item(), "s_loss": (s0 + s1).item()}
 
 
 def clip_match_loss(img_emb: torch.Tensor, txt_emb: torch.Tensor, class_ids, gamma: float) -> torch.Tensor:

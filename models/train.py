@@ -105,7 +105,8 @@ class Trainer:
         if cfg["clip"]["freeze"] is False and not C.needs_damsm(cfg):
             raise FacemetricsError("clip.freeze=false trains the CLIP text tower in the DAMSM stage, and the "
                                    "clip-clip variant has none; keep clip.freeze=true", "--set clip.freeze")
-        records = load_records(cfg)
+        self.data_stats: dict = {}  # what the loader found (v1.0: images present/missing), logged at start
+        records = load_records(cfg, self.data_stats)
         self.train_recs, self.test_recs = split_records(records, cfg["data"]["test_fraction"], cfg["data"]["split_seed"])
         if ck is not None:
             want = ck["split"]
@@ -122,6 +123,8 @@ class Trainer:
                             "--data")
         self.total_steps = self.damsm_steps + cfg["train"]["steps"]
         self.step = 0
+        self.train_seconds = 0.0  # training wall time of earlier invocations (train.budget_minutes)
+        self._t_run_start: float | None = None
         self.amp_dtype = self._amp_dtype()
 
         _seed_all(cfg["seed"])
@@ -215,6 +218,7 @@ class Trainer:
             self.opt_clip_d.load_state_dict(o["clip_d"])
         self.scaler.load_state_dict(o["scaler"])
         self.step = ck["step"]
+        self.train_seconds = float(ck.get("train_seconds", 0.0))
         self._resume_rng = ck["rng"]
 
     # ------------------------------------------------------------------ files
@@ -291,9 +295,16 @@ class Trainer:
             "test_records": [record_to_dict(r, self.cfg["data"]["root"]) for r in self.test_recs],
             "torch_version": str(torch.__version__),  # TorchVersion pickles as its class
             "world_size": self.par.world,
+            "train_seconds": self._elapsed(),
+            "data_stats": self.data_stats,
         }
         save_torch(ck, path)
         return path
+
+    def _elapsed(self) -> float:
+        """Training wall time over every invocation of this run so far (seconds)."""
+        extra = 0.0 if self._t_run_start is None else time.time() - self._t_run_start
+        return round(self.train_seconds + extra, 3)
 
     # ------------------------------------------------------------------ steps
 
@@ -525,15 +536,22 @@ class Trainer:
                       "n_train": len(self.train_recs), "n_test": len(self.test_recs),
                       "damsm_steps": self.damsm_steps, "gan_steps": t["steps"], "world_size": self.par.world,
                       "amp": str(self.amp_dtype), "clip": self.system.clip_info,
-                      "long_train_captions": self._count_long()})
+                      "long_train_captions": self._count_long(), "data": self.data_stats})
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
         limit = max_minutes if max_minutes is not None else t["max_minutes"]
-        t_start = time.time()
+        budget = t["budget_minutes"]  # over every invocation: the time of earlier ones is in the checkpoint
+        t_start = self._t_run_start = time.time()
 
         def out_of_time() -> bool:  # rank 0's clock decides, so every rank stops after the same step
-            return bool(limit) and self.par.any(self.par.is_main and time.time() - t_start > 60 * limit)
+            if not (limit or budget):
+                return False
+            now = time.time() - t_start
+            over = bool(limit) and now > 60 * limit or bool(budget) and self.train_seconds + now > 60 * budget
+            return self.par.any(self.par.is_main and over)
 
         status = "done" if end == self.total_steps else "stopped"
+        if self.step < end and out_of_time():  # a run resumed with its budget already spent
+            status, end = "time limit", self.step
         bar = tqdm(total=end, initial=self.step, disable=not self.progress, file=sys.stderr, unit="step",
                    dynamic_ncols=True)
         acc: dict[str, float] = {}
@@ -578,10 +596,11 @@ class Trainer:
         if self.step >= self.damsm_steps and t["sample_every"] and gan_step % t["sample_every"]:
             self.write_grid(gan_step)
         path = self.save_checkpoint()
-        self.log({"step": self.step, "event": status, "seconds": round(time.time() - t_start, 2)})
+        self.log({"step": self.step, "event": status, "seconds": round(time.time() - t_start, 2),
+                  "train_seconds": self._elapsed()})
         self.par.barrier("writing the checkpoint")  # no rank returns before it is on disk
         return {"status": status, "step": self.step, "gan_step": gan_step, "checkpoint": str(path),
-                "world_size": self.par.world}
+                "world_size": self.par.world, "train_seconds": self._elapsed()}
 
     def _after_step(self, phase, parts, acc, n_acc, t_log, bar):
         for k, v in parts.items():

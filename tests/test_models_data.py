@@ -116,3 +116,45 @@ def test_clip_coder_truncation_keeps_end_token():
     assert tr and n == 10 and ids[-1] == c.eot and ids.argmax() == 11
     with pytest.raises(FacemetricsError, match="over CLIP's limit of 10"):
         c.encode(long, policy="error")
+
+
+def test_face2text_v10_counts_and_warns_about_the_missing_images():
+    """Only the captioned CelebA images present are used; the rest are skipped with a count."""
+    from models.data import load_face2text_v10, load_records
+
+    root = require_data()
+    rows = json.loads((root / "face2text/v1.0/raw.json").read_text())
+    present = {p.name for p in (root / "celeba").rglob("*.jpg")}
+    named = {r["filename"] for r in rows}
+    stats: dict = {}
+    with pytest.warns(UserWarning, match=rf"{len(named - present)} of the {len(named)} images .* skipped .* "
+                                         r"using the 177 present images"):
+        recs = load_face2text_v10(root, stats=stats)
+    assert stats["images_present"] == len(recs) == 177 and stats["images_missing"] == len(named - present)
+    assert stats["images_named"] == len(named) == 4076 and stats["captions_named"] == len(rows)
+    assert stats["captions_of_missing_images"] == sum(r["filename"] not in present for r in rows)
+    assert stats["captions_used"] + stats["captions_of_missing_images"] + stats["captions_without_words"] == len(rows)
+    assert all(r.path.is_file() and r.path.parent.name == "89x109" for r in recs)
+    from models import config as C
+
+    cfg = C.build_config(None, [f"data.root={root}", "data.dataset=face2text-v1.0"])
+    st: dict = {}
+    with pytest.warns(UserWarning):
+        assert [r.key for r in load_records(cfg, st)] == [r.key for r in recs]
+    assert st["dataset"] == "face2text-v1.0" and st["images"] == 177 and st["images_missing"] == stats["images_missing"]
+
+
+def test_face2text_v10_split_is_deterministic_by_seed():
+    import warnings
+
+    from models.data import load_face2text_v10, split_records
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        recs = load_face2text_v10(require_data())
+    tr, te = split_records(recs, 0.2, seed=0)
+    assert len(te) == 35 and len(tr) == 142  # no identity file: each image is its own identity
+    assert not {r.key for r in tr} & {r.key for r in te}
+    tr2, te2 = split_records(recs, 0.2, seed=0)
+    assert [r.key for r in te2] == [r.key for r in te] and [r.key for r in tr2] == [r.key for r in tr]
+    assert [r.key for r in split_records(recs, 0.2, seed=1)[1]] != [r.key for r in te]

@@ -194,3 +194,28 @@ def test_inception_damsm_encoder_uses_frozen_mixed_6e_regions():
         "emb_cnn_code.bias", "emb_cnn_code.weight", "emb_features.weight"]
     assert not e.trunk.training and set(e.trainable_state_dict()) == {
         "emb_cnn_code.bias", "emb_cnn_code.weight", "emb_features.weight"}
+
+
+def test_damsm_sentence_weight_scales_the_sentence_loss_only():
+    """damsm.sentence_weight: total = word loss + w · sentence loss; 1 is AttnGAN's plain sum."""
+    from facemetrics.errors import FacemetricsError
+    from models import config as C
+
+    torch.manual_seed(0)
+    B, D, T = 4, 6, 5
+    regions, code = torch.randn(B, D, 2, 3), torch.randn(B, D)
+    words, sent = torch.randn(B, D, T), torch.randn(B, D)
+    mask = torch.arange(T)[None] >= torch.tensor([5, 3, 2, 4])[:, None]
+    cls = torch.tensor([0, 1, 2, 1])
+    g = {"gamma1": 4.0, "gamma2": 5.0, "gamma3": 10.0}
+    base, parts = L.damsm_loss(regions, code, words, sent, mask, cls, g)
+    w = sum(L.words_loss(regions, words, mask, cls, 4.0, 5.0, 10.0))
+    s = sum(L.sent_loss(code, sent, cls, 10.0))
+    assert torch.allclose(base, w + s) and parts["s_loss"] == pytest.approx(float(s))
+    assert torch.allclose(L.damsm_loss(regions, code, words, sent, mask, cls, {**g, "sentence_weight": 1.0})[0], base)
+    heavy, parts2 = L.damsm_loss(regions, code, words, sent, mask, cls, {**g, "sentence_weight": 2.5})
+    assert torch.allclose(heavy, w + 2.5 * s) and parts2 == parts  # the logged parts stay unweighted
+    assert torch.allclose(L.damsm_loss(regions, code, words, sent, mask, cls, {**g, "sentence_weight": 0.0})[0], w)
+    assert C.build_config(None, ["damsm.sentence_weight=2"])["damsm"]["sentence_weight"] == 2.0
+    with pytest.raises(FacemetricsError, match="'damsm.sentence_weight' must be >= 0"):
+        C.build_config(None, ["damsm.sentence_weight=-1"])
