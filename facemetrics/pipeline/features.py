@@ -10,6 +10,8 @@ networks in the calling thread. An extractor with a
 :meth:`~facemetrics.extractors.base.FeatureExtractor.process_runner` for ``workers``
 (dlib, whose calls hold the GIL) instead gets its batches handed to its worker
 processes and collected at the end, so it runs beside the other networks.
+On a CPU device, decoding and the networks take turns (a batch decoded on every core, then
+the network on every core) instead of competing for the same cores; see :func:`take_turns`.
 Per-extractor results are cached on disk (:mod:`facemetrics.storage.cache`); an extractor whose entry is cached is not run, and
 when all are cached no image is decoded at all. In-memory images
 (:class:`facemetrics.imaging.inputs.PixelSource`) skip decoding, not preprocessing: their
@@ -19,12 +21,13 @@ the pixels instead of file bytes.
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import re
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -121,8 +124,48 @@ def _make_pool(kind: str, workers: int, source: ImageSource, preps: list) -> tup
     raise FacemetricsError(f"unknown worker kind {kind!r}; choose {' or '.join(WORKER_KINDS)}", "--workers-kind")
 
 
+def take_turns(device: str) -> bool:
+    """Whether decoding and the networks take turns instead of overlapping.
+
+    On a CPU the decode workers and the network's intra-op threads share the same cores:
+    overlapping them only makes both compete (and thrash caches), so a batch is decoded
+    with every core, then the network runs with every core, and so on. On a GPU the
+    network runs elsewhere and decoding overlaps it. ``$FACEMETRICS_OVERLAP=1`` forces
+    overlap, ``=0`` turns. The features are the same either way; only the schedule differs.
+    """
+    env = os.environ.get("FACEMETRICS_OVERLAP", "").strip()
+    if env in ("0", "1"):
+        return env == "0"
+    return str(device).split(":")[0] == "cpu"
+
+
+def _decoded(names: Sequence[str], submit: Any, window: int, turn: int) -> Iterator[tuple[str, list | None, str | None]]:
+    """``(name, preprocessed arrays | None, error | None)`` of every name, in order.
+
+    ``turn == 0``: overlap: keep ``window`` names in flight while the caller consumes.
+    ``turn > 0``: take turns: submit ``turn`` names, wait for all of them, then yield them
+    (the caller runs its network while nothing is being decoded), and only then submit the
+    next ``turn``.
+    """
+    it = iter(names)
+    if turn > 0:
+        while True:
+            chunk = [submit(n) for n in itertools.islice(it, turn)]
+            if not chunk:
+                return
+            done = [f.result() for f in chunk]
+            yield from done
+    inflight: collections.deque = collections.deque(submit(n) for n in itertools.islice(it, window))
+    while inflight:
+        out = inflight.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            inflight.append(submit(nxt))
+        yield out
+
+
 def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size: int, workers: int,
-         progress: bool, desc: str | None, workers_kind: str = "thread",
+         progress: bool, desc: str | None, workers_kind: str = "thread", turns: bool = False,
          ) -> tuple[list[str], list[tuple[str, str]], list[dict[str, np.ndarray]]]:
     from tqdm import tqdm
 
@@ -150,17 +193,7 @@ def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size
     bar = tqdm(total=len(source), desc=desc, unit="img", file=sys.stderr, disable=not progress, leave=False)
     pool, submit = _make_pool(workers_kind, workers, source, preps)
     with pool:
-        it = iter(source.names)
-        inflight: collections.deque = collections.deque()
-        for name in it:
-            inflight.append(submit(name))
-            if len(inflight) >= window:
-                break
-        while inflight:
-            name, results, err = inflight.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                inflight.append(submit(nxt))
+        for name, results, err in _decoded(source.names, submit, window, batch_size if turns else 0):
             bar.update(1)
             if results is None:
                 failed.append((name, err or "unreadable"))
@@ -222,7 +255,7 @@ def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], options
         for i in todo:
             extractors[i].load(device)
         run_names, failed, outs = _run(source, [extractors[i] for i in todo], batch_size, workers, progress, desc,
-                                       o.workers_kind)
+                                       o.workers_kind, take_turns(device))
         if strict and failed:
             raise _strict_error(source, failed)
         names = run_names
