@@ -49,6 +49,9 @@ def main() -> None:
     print("| set | images | max abs diff | identical values | identical images |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, files in sets.items():
+        if not files:
+            print(f"| {name} | 0 | not under {data} | | |")
+            continue
         blobs = [f.read_bytes() for f in files[:args.n]]
         max_abs, frac, same = compare(blobs, args.device)
         print(f"| {name} | {len(blobs)} | {max_abs} | {frac:.6f} | {same} |")

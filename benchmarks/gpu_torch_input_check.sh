@@ -12,13 +12,13 @@ OUTDIR=${2:-${OUT:-/tmp/gpu-torch-input}}
 mkdir -p "$OUTDIR"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi -L || true
-timeout 120 python3 benchmarks/decode_torch_input.py --n 200 --device cuda --data "$DATA" 2>&1 | tee "$OUTDIR/decode.md"
-timeout 180 python3 benchmarks/bench_torch_input.py --n 256 --rounds 5 --batch 1 32 128 --device cuda \
+timeout 120 python3 benchmarks/decode_torch_input.py --n 200 --device "${DEVICE:-cuda}" --data "$DATA" 2>&1 | tee "$OUTDIR/decode.md"
+timeout 180 python3 benchmarks/bench_torch_input.py --n 256 --rounds 5 --batch 1 32 128 --device "${DEVICE:-cuda}" \
   --data "$DATA" 2>&1 | tee "$OUTDIR/bench.md"
-timeout 180 python3 benchmarks/bench_torch_input.py --n 256 --rounds 5 --batch 32 128 --device cuda \
+timeout 180 python3 benchmarks/bench_torch_input.py --n 256 --rounds 5 --batch 32 128 --device "${DEVICE:-cuda}" \
   --decode-device cpu --data "$DATA" 2>&1 | tee "$OUTDIR/bench_cpu_decode.md"
 if python3 -c "from facemetrics.extractors.inception import InceptionExtractor as E; E().weights_path" 2>/dev/null; then
-  timeout 180 python3 benchmarks/fid_torch_input.py --n 100 --device cuda --data "$DATA" 2>&1 | tee "$OUTDIR/fid.txt"
+  timeout 180 python3 benchmarks/fid_torch_input.py --n 100 --device "${DEVICE:-cuda}" --data "$DATA" 2>&1 | tee "$OUTDIR/fid.txt"
 else
   echo "no Inception weights here: FID comparison skipped" | tee "$OUTDIR/fid.txt"
 fi
