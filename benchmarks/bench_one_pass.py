@@ -56,10 +56,10 @@ def counting(data):
 im.decode_rgb = counting
 calls = []
 orig_extract = features.extract
-def timed_extract(source, extractors, **kw):  # bound before pipeline.side imports it
+def timed_extract(source, extractors, *args, **kw):  # bound before pipeline.side imports it
     t = time.time()
     try:
-        return orig_extract(source, extractors, **kw)
+        return orig_extract(source, extractors, *args, **kw)
     finally:
         calls.append(["+".join(ex.name for ex in extractors), len(source.names), t, time.time()])
 features.extract = timed_extract
