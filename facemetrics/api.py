@@ -156,7 +156,7 @@ def _stats_inputs(folder: str, o: StatsOptions):
     from facemetrics.imaging.images import scan
     from facemetrics.pipeline.distributed import shard_names
 
-    ex = build_feature_extractor(o.extractor, o.preset, o.inception_weights, o.precision)
+    ex = build_feature_extractor(o.extractor, o.preset, o.inception_weights, o.precision, o.resize_on)
     ex.fingerprint()  # finds the weights
     src = scan(folder, "FOLDER")
     part = src

@@ -71,6 +71,10 @@ class ExtractOptions:
                                  "AVX512-BF16/AMX, GPUs): FID moves by the deviation measured in "
                                  "benchmarks/RESULTS.md, records say \"exact\": false, and `report` keeps "
                                  "such numbers apart from exact ones.", choices=("fp32", "bf16"))
+    resize_on: str = opt("cpu", "Where the clean preset's bicubic resize runs: cpu (PIL in the decode "
+                                "workers, the protocol) or device (torch ops on --device, within ~1e-4 of "
+                                "PIL's in [0, 255]; for GPUs, where resizing on the CPU bounds the run). "
+                                "Images are decoded by PIL either way.", choices=("cpu", "device"))
     cache: bool = opt(True, "Neither read nor write the feature cache.", flag="--no-cache")
     strict: bool = opt(False, "Unreadable images are an error instead of being counted.")
     max_image_pixels: int | None = opt(

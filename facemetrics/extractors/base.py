@@ -7,8 +7,8 @@ can run in worker processes:
 * :meth:`FeatureExtractor.preprocessor` returns a *picklable* function
   ``img (H×W×3 uint8) -> dict[str, np.ndarray]`` (resize, alignment, ...). It must
   not hold network weights.
-* :meth:`FeatureExtractor.forward` takes the stacked preprocessed arrays of a
-  batch and returns ``dict[output_name, np.ndarray]`` with one row per image
+* :meth:`FeatureExtractor.forward` takes the preprocessed arrays of a batch, put
+  together by :meth:`FeatureExtractor.collate` (stacked, by default), and returns ``dict[output_name, np.ndarray]`` with one row per image
   (e.g. ``{"pool": (B, 2048), "logits": (B, 1008)}``). Weights are loaded on the
   first call (or by :meth:`load`), never at import or construction.
 
@@ -66,6 +66,13 @@ class FeatureExtractor(ABC):
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
         """JSON-able description of everything that determines the features."""
+
+    def collate(self, items: list[dict]) -> dict:
+        """One batch of :meth:`preprocessor` outputs for :meth:`forward`: each key's arrays stacked.
+
+        An extractor whose preprocessed arrays differ in shape (e.g. images left at their
+        size for a resize on the device) returns lists instead."""
+        return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
     def load(self, device: str = "cpu") -> None:  # pragma: no cover - default no-op
         """Load weights onto ``device`` (called once before the first forward)."""

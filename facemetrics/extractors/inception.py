@@ -27,6 +27,10 @@ from facemetrics.nets.weights import resolve_weights, sha256_file
 
 #: ``fp32``: the protocol; ``bf16``: approximate fast path (see :class:`InceptionExtractor`)
 PRECISIONS = ("fp32", "bf16")
+#: where the preset's resize runs: "cpu" (PIL in the decode workers, the protocol) or "device"
+RESIZE_ON = ("cpu", "device")
+#: what a fingerprint and a record say of a resize on the device (absent: PIL on the CPU)
+DEVICE_RESIZE = "torch float32 (facemetrics.imaging.torch_input)"
 
 from facemetrics.nets.inception_weights import (  # noqa: F401  (re-exported)
     FID_HELPER_SHA256, INCEPTION_SHA256, INCEPTION_URL, INCEPTION_WEIGHTS, KNOWN_FILES, POOL_DIMS)
@@ -36,13 +40,18 @@ def _prep(img: np.ndarray, preset: str) -> dict[str, np.ndarray]:
     return {"image": get_resizer(preset)(img)}
 
 
+def _raw(img: np.ndarray) -> dict[str, np.ndarray]:
+    """The decoded image as it is (H×W×3 uint8): resized on the device (``resize_on="device"``)."""
+    return {"raw": np.require(img, np.uint8, ["C", "W"])}  # writable: torch.from_numpy on the main side
+
+
 class InceptionExtractor(FeatureExtractor):
     """Pool3 features (and unbiased logits when available) of the FID Inception."""
 
     name = "inception"
 
     def __init__(self, preset: str = "clean", weights: str | None = None, channels_last: bool = True,
-                 fused: bool = True, precision: str = "fp32") -> None:
+                 fused: bool = True, precision: str = "fp32", resize_on: str = "cpu") -> None:
         """``fused``: run the eager copy of the network with batch norm folded into the
         convolutions (:func:`facemetrics.nets.inception.fuse_for_inference`), channels-last;
         otherwise the TorchScript layers as shipped. Features agree to ~1e-6 relative.
@@ -52,10 +61,24 @@ class InceptionExtractor(FeatureExtractor):
         matmuls in bfloat16 with float32 accumulation; CPUs with AVX512-BF16/AMX, GPUs),
         features returned as float32. Its fingerprint says ``precision: bf16``, so its
         features are cached apart and records carry ``"exact": false``.
+
+        ``resize_on``: ``cpu`` (the protocol: the preset's PIL resize in the decode workers) or
+        ``device`` (``clean`` preset only): the workers only decode, and the bicubic resize runs
+        on the network's device with torch ops
+        (:func:`facemetrics.imaging.torch_input.resize_decoded`, float32: within ~1e-4 of PIL's
+        in [0, 255] units), so a GPU run is not bounded by resizing on the CPU. Its fingerprint
+        and records say ``resize: ...``, so its features are cached apart.
         """
         if precision not in PRECISIONS:
             raise FacemetricsError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}",
                                    "--precision")
+        if resize_on not in RESIZE_ON:
+            raise FacemetricsError(f"unknown --resize-on {resize_on!r}; choose from {', '.join(RESIZE_ON)}",
+                                   "--resize-on")
+        if resize_on == "device" and preset != "clean":
+            raise FacemetricsError(f"--resize-on device exists for the clean preset only (its resize is written "
+                                   f"as torch ops), not --preset {preset}", "--resize-on")
+        self.resize_on = resize_on
         self.precision = precision
         self.preset = check_preset(preset)
         self.weights_arg = weights
@@ -128,11 +151,20 @@ class InceptionExtractor(FeatureExtractor):
 
     # ---------------------------------------------------------------- interface
     def preprocessor(self):
+        if self.resize_on == "device":
+            return _raw
         return functools.partial(_prep, preset=self.preset)
+
+    def collate(self, items: list[dict]) -> dict:
+        if self.resize_on == "device":  # images of any size: resized on the device in forward
+            return {"raw": [it["raw"] for it in items]}
+        return super().collate(items)
 
     def fingerprint(self) -> dict[str, Any]:
         logits = "unbiased" if self.has_logits else None  # may load an unknown file (and settle `fused`)
         approximate = {"precision": self.precision} if self.precision != "fp32" else {}
+        if self.resize_on == "device":
+            approximate["resize"] = DEVICE_RESIZE
         return {**approximate,
             "extractor": self.name,
             "network": "inception-2015-12-05",
@@ -163,15 +195,30 @@ class InceptionExtractor(FeatureExtractor):
         staged.copy_(x)
         return staged.to(self._device, non_blocking=True)
 
+    def _host_batch(self, images: np.ndarray):
+        """A (B, H, W, 3) float32 host batch, preprocessed in the workers, as a (B, 3, H, W) device tensor."""
+        x = self._to_device(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # a channels-last view, no copy
+        return x if self.channels_last else x.contiguous()
+
+    def _device_resized(self, raw: list[np.ndarray]):
+        """Decoded H×W×3 uint8 images, moved to the device and resized there (``resize_on="device"``)."""
+        import torch
+
+        from facemetrics.imaging.torch_input import resize_decoded
+
+        cuda = str(self._device).startswith("cuda")
+        imgs = [torch.from_numpy(a).permute(2, 0, 1) for a in raw]  # 3 × H × W uint8 views
+        if cuda:
+            imgs = [t.pin_memory().to(self._device, non_blocking=True) for t in imgs]
+        x = resize_decoded(imgs, 299, dtype=torch.float32)  # (B, 3, 299, 299) float32 in [0, 255]
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
     def forward(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
         self.load(self._device)
         shift, scale = PRESET_NORMALISATION[self.preset]
-        x = self._to_device(np.ascontiguousarray(batch["image"]))  # (B, H, W, 3)
-        x = x.permute(0, 3, 1, 2)  # a channels-last view, no copy
-        if not self.channels_last:
-            x = x.contiguous()
+        x = self._device_resized(batch["raw"]) if "raw" in batch else self._host_batch(batch["image"])
         cuda = x.is_cuda
         if cuda:  # full float32 convolutions and matmuls (no TF32) so GPU features match the CPU protocol
             saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)

@@ -184,8 +184,7 @@ def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size
         if runners[i] is not None:
             handed[i].append(runners[i].submit(items))
         else:
-            batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
-            for k, v in extractors[i].forward(batch).items():
+            for k, v in extractors[i].forward(extractors[i].collate(items)).items():
                 collected[i][k].append(np.asarray(v))
         pending[i] = []
 

@@ -118,7 +118,8 @@ def _build_role(role: str, specs: list[MetricSpec], opts: Any) -> Any:
     if role == "inception":
         from facemetrics.pipeline.sides import build_feature_extractor
 
-        return build_feature_extractor(opts.extractor, opts.preset, opts.inception_weights, opts.precision)
+        return build_feature_extractor(opts.extractor, opts.preset, opts.inception_weights, opts.precision,
+                                       opts.resize_on)
     if role == "face":
         from facemetrics.pairing.face_scoring import build_face_embedder
 

@@ -33,18 +33,22 @@ def check_device(device: str) -> str:
 
 
 def build_feature_extractor(extractor: str | None, preset: str, inception_weights: str | None,
-                            precision: str = "fp32") -> FeatureExtractor:
+                            precision: str = "fp32", resize_on: str = "cpu") -> FeatureExtractor:
     """``None``/"inception": the FID Inception; an existing ``.pt`` file: a fine-tuned checkpoint.
 
-    ``precision="bf16"`` (approximate) exists for the FID Inception only.
+    ``precision="bf16"`` (approximate) and ``resize_on="device"`` exist for the FID Inception only.
     """
     from facemetrics.extractors import build_extractor
 
     if extractor in (None, "inception"):
-        return build_extractor("inception", preset=preset, weights=inception_weights, precision=precision)
+        return build_extractor("inception", preset=preset, weights=inception_weights, precision=precision,
+                               resize_on=resize_on)
     if precision != "fp32":
         raise FacemetricsError(f"--precision {precision} is an approximate path of the FID Inception only; "
                                f"--extractor {extractor} runs in fp32: drop --precision", "--precision")
+    if resize_on != "cpu":
+        raise FacemetricsError(f"--resize-on {resize_on} exists for the FID Inception only; --extractor "
+                               f"{extractor} resizes on the CPU: drop --resize-on", "--resize-on")
     if Path(extractor).suffix in (".pt", ".pth"):
         if not Path(extractor).is_file():
             raise FacemetricsError(f"extractor checkpoint not found: {extractor}", "--extractor")
@@ -53,11 +57,14 @@ def build_feature_extractor(extractor: str | None, preset: str, inception_weight
 
 
 def approximate_protocol(fp: dict[str, Any]) -> dict[str, Any]:
-    """The record's mark of an approximate extractor (``--precision bf16``): ``exact: false`` and the
-    precision; nothing for the exact protocol (records of exact runs are unchanged)."""
+    """The record's marks of a non-default Inception path: ``--precision bf16`` (approximate):
+    ``exact: false`` and the precision; ``--resize-on device``: ``resize`` (within ~1e-4 of PIL's
+    resize, FID within the reference tolerance, so still exact). Nothing for the default path
+    (its records are unchanged)."""
+    out: dict[str, Any] = {"resize": fp["resize"]} if fp.get("resize") else {}
     if fp.get("precision", "fp32") == "fp32":
-        return {}
-    return {"exact": False, "precision": fp["precision"],
+        return out
+    return {**out, "exact": False, "precision": fp["precision"],
             "approximation": "Inception under bfloat16 autocast; FID deviation from fp32 measured in "
                              "benchmarks/RESULTS.md (bf16 path)"}
 
@@ -169,13 +176,13 @@ def side_features(side, ex: FeatureExtractor, param: str, *, features: bool = Tr
                         [list(f) for f in side.failed])
 
 
-def load_inception_extractor(inc: list[str], extractor: str | None, preset: str,
-                             inception_weights: str | None, precision: str = "fp32") -> tuple[FeatureExtractor, dict]:
+def load_inception_extractor(inc: list[str], extractor: str | None, preset: str, inception_weights: str | None,
+                             precision: str = "fp32", resize_on: str = "cpu") -> tuple[FeatureExtractor, dict]:
     """The Inception-type extractor for the metrics ``inc`` and its fingerprint, after the specs' checks
     (IS refuses a network without a usable classifier head); finds the weights."""
     from facemetrics.metrics.registry import resolve
 
-    e = build_feature_extractor(extractor, preset, inception_weights, precision)
+    e = build_feature_extractor(extractor, preset, inception_weights, precision, resize_on)
     for spec in resolve(inc):
         if spec.check is not None:
             spec.check(e)

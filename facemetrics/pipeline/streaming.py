@@ -109,8 +109,7 @@ class StreamSide:
             self.ex.load(self.device)
             self._loaded = True
         items, self._pending = self._pending, []
-        batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
-        out = {k: np.asarray(v) for k, v in self.ex.forward(batch).items()}
+        out = {k: np.asarray(v) for k, v in self.ex.forward(self.ex.collate(items)).items()}
         if "pool" not in out:
             raise FacemetricsError(f"extractor {self.ex.name} gave no 'pool' output")
         if self._stats is None:
@@ -279,7 +278,7 @@ class Metrics:
             _warnings.simplefilter("always")
             opts["progress"] = o.progress and ctx.is_main
             self._ex, self._fp = ctx.run_agreed("finding the feature extractor", lambda: load_inception_extractor(
-                self.wanted, o.extractor, o.preset, o.inception_weights, o.precision))
+                self.wanted, o.extractor, o.preset, o.inception_weights, o.precision, o.resize_on))
             rows = "kid" in self.wanted or ("fid" in self.wanted and bool(o.ci))  # FID's interval needs rows
             self._real = side_features(resolve_input(real, "REAL"), self._ex, "REAL", opts, ctx,
                                        features=rows, logits=False) if need_real else None
