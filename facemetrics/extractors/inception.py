@@ -162,10 +162,10 @@ class InceptionExtractor(FeatureExtractor):
 
     def fingerprint(self) -> dict[str, Any]:
         logits = "unbiased" if self.has_logits else None  # may load an unknown file (and settle `fused`)
-        approximate = {"precision": self.precision} if self.precision != "fp32" else {}
+        marks = {"precision": self.precision} if self.precision != "fp32" else {}  # non-default paths only
         if self.resize_on == "device":
-            approximate["resize"] = DEVICE_RESIZE
-        return {**approximate,
+            marks["resize"] = DEVICE_RESIZE
+        return {**marks,
             "extractor": self.name,
             "network": "inception-2015-12-05",
             "weights_sha256": sha256_file(self.weights_path),
@@ -204,13 +204,14 @@ class InceptionExtractor(FeatureExtractor):
         """Decoded H×W×3 uint8 images, moved to the device and resized there (``resize_on="device"``)."""
         import torch
 
-        from facemetrics.imaging.torch_input import resize_decoded
+        from facemetrics.imaging.torch_input import resize_clean_torch, resize_decoded
 
-        cuda = str(self._device).startswith("cuda")
-        imgs = [torch.from_numpy(a).permute(2, 0, 1) for a in raw]  # 3 × H × W uint8 views
-        if cuda:
-            imgs = [t.pin_memory().to(self._device, non_blocking=True) for t in imgs]
-        x = resize_decoded(imgs, 299, dtype=torch.float32)  # (B, 3, 299, 299) float32 in [0, 255]
+        # (B, 3, 299, 299) float32 in [0, 255]
+        if len({a.shape for a in raw}) == 1:  # the usual case: one host batch through the reused pinned buffer
+            x = resize_clean_torch(self._to_device(np.stack(raw)).permute(0, 3, 1, 2), 299, dtype=torch.float32)
+        else:  # images of several sizes: moved one by one, resized per size
+            x = resize_decoded([torch.from_numpy(a).to(self._device).permute(2, 0, 1) for a in raw], 299,
+                               dtype=torch.float32)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def forward(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
