@@ -106,3 +106,82 @@ def test_decoded_keeps_order_and_errors():
             out = list(features._decoded(names, submit, 4, turn))
             assert [o[0] for o in out] == names
             assert out[4] == ("n4", None, "bad")
+
+
+class _BackgroundRunner:
+    """A ProcessRunner stand-in: works in a background thread (as dlib's processes do) and records
+    when its work ran."""
+
+    def __init__(self, spans: list) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.spans, self.pool = spans, ThreadPoolExecutor(1)
+
+    def preprocessor(self):
+        return _Timed([])
+
+    def submit(self, items):
+        def work():
+            t0 = time.perf_counter()
+            time.sleep(0.04)
+            self.spans.append((t0, time.perf_counter()))
+            return {"mean": np.stack([it["mean"] for it in items])}
+
+        fut = self.pool.submit(work)
+        return fut.result
+
+
+class RunnerExtractor(TimedExtractor):
+    """Runs in 'worker processes' (a background thread here), like the dlib embedder; counts start() calls."""
+
+    name = "runner"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runner_spans: list = []
+        self.started: list[int] = []
+
+    def process_runner(self, workers):
+        return _BackgroundRunner(self.runner_spans)
+
+    def start(self, workers):
+        self.started.append(workers)
+
+    def fingerprint(self):
+        return {"extractor": "runner", "version": 1}
+
+
+@pytest.mark.parametrize("overlap", ["0", "1"])
+def test_worker_process_extractors_take_their_turn_on_cpu(lfw_small, monkeypatch, overlap):
+    """Turns: a runner's batch is finished before the network's forward of the pass runs (dlib's processes
+    and torch's threads never share the cores); overlap (GPU): the runner works beside the forwards."""
+    monkeypatch.setenv("FACEMETRICS_OVERLAP", overlap)
+    net, runner = TimedExtractor(), RunnerExtractor()
+    res = extract(scan(str(lfw_small[0])), [runner, net], batch_size=3, workers=2, cache=False, progress=False)
+    assert len(runner.runner_spans) == 4 and len(net.forward_spans) == 4
+    np.testing.assert_array_equal(res.outputs["runner"]["mean"], res.outputs["timed"]["mean"])
+    hits = _overlaps(runner.runner_spans, net.forward_spans)
+    assert (hits == 0) if overlap == "0" else (hits > 0)
+
+
+def test_planner_starts_the_paired_extractors_before_loading_the_others(monkeypatch):
+    """The face embedder is built and started (its worker pool forked) before the Inception weights load."""
+    from facemetrics.options import ScoreOptions
+    from facemetrics.pipeline import planner
+    from facemetrics.pipeline.distributed import DistContext
+
+    order: list[str] = []
+    face = RunnerExtractor()
+    face.start = lambda workers: order.append(f"start face {workers}")  # type: ignore[method-assign]
+
+    def build(role, specs, opts):
+        order.append(f"build {role}")
+        return face if role == "face" else TimedExtractor()
+
+    monkeypatch.setattr(planner, "_build_role", build)
+    from facemetrics.metrics.registry import resolve
+
+    specs = resolve("fid,fsd")
+    exs = planner._build_extractors(DistContext(device="cpu"), specs, ScoreOptions(workers=3))
+    assert order == ["build face", "start face 3", "build inception"]
+    assert list(exs) == ["inception", "face"]

@@ -81,6 +81,14 @@ class FeatureExtractor(ABC):
         """A :class:`ProcessRunner` over ``workers`` processes, or None: run in the decode pass's process."""
         return None
 
+    def start(self, workers: int) -> None:
+        """Begin, in the background, what the first batch will need (default: nothing).
+
+        The planner calls this before it loads the other extractors' weights, so that worker
+        processes load their models while this process is still importing and loading (work on
+        one core, the others idle). It must not change any number: only when work happens.
+        """
+
     def fingerprint_key(self) -> str:
         """sha256 of the canonical JSON of :meth:`fingerprint`."""
         blob = json.dumps(self.fingerprint(), sort_keys=True).encode()

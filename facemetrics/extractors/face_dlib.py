@@ -417,6 +417,11 @@ class DlibFaceExtractor(FeatureExtractor):
             return None
         return DlibProcessRunner(str(self.models), self.align, self.upsample, workers)
 
+    def start(self, workers: int) -> None:
+        """Fork the worker pool now (:func:`_pool`): each loads the three models while the caller goes on;
+        the decode pass's :meth:`process_runner` then finds it running."""
+        self.process_runner(workers)
+
     def fingerprint(self) -> dict[str, Any]:
         dlib = _import_dlib()
         return {

@@ -9,9 +9,10 @@ back the preprocessed arrays), batches the results per extractor and runs the
 networks in the calling thread. An extractor with a
 :meth:`~facemetrics.extractors.base.FeatureExtractor.process_runner` for ``workers``
 (dlib, whose calls hold the GIL) instead gets its batches handed to its worker
-processes and collected at the end, so it runs beside the other networks.
+processes; on a GPU they are collected at the end, so dlib runs beside the other networks.
 On a CPU device, decoding and the networks take turns (a batch decoded on every core, then
-the network on every core) instead of competing for the same cores; see :func:`take_turns`.
+each extractor on every core: dlib's processes, then the network's threads) instead of
+competing for the same cores; see :func:`take_turns`.
 Per-extractor results are cached on disk (:mod:`facemetrics.storage.cache`); an extractor whose entry is cached is not run, and
 when all are cached no image is decoded at all. In-memory images
 (:class:`facemetrics.imaging.inputs.PixelSource`) skip decoding, not preprocessing: their
@@ -182,7 +183,12 @@ def _run(source: ImageSource, extractors: Sequence[FeatureExtractor], batch_size
         if not items:
             return
         if runners[i] is not None:
-            handed[i].append(runners[i].submit(items))
+            result = runners[i].submit(items)
+            if turns:  # its processes take their turn now, on every core, not beside the network's threads
+                for k, v in result().items():
+                    collected[i][k].append(np.asarray(v))
+            else:
+                handed[i].append(result)
         else:
             for k, v in extractors[i].forward(extractors[i].collate(items)).items():
                 collected[i][k].append(np.asarray(v))

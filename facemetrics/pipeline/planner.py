@@ -136,7 +136,13 @@ def _build_role(role: str, specs: list[MetricSpec], opts: Any) -> Any:
 
 
 def _build_extractors(ctx: DistContext, specs: list[MetricSpec], opts: Any) -> dict[str, Any]:
-    """One extractor per role; each spec's check runs on the extractors it uses (on every rank)."""
+    """One extractor per role; each spec's check runs on the extractors it uses (on every rank).
+
+    The face embedder and the matcher are built first and :meth:`~FeatureExtractor.start`-ed, so that
+    worker processes (dlib's) load their models while the Inception weights load here.
+    """
+    from facemetrics.pipeline.features import default_workers
+
     roles = list(dict.fromkeys(r for s in specs for r in s.roles))
 
     def build_generic() -> dict[str, Any]:
@@ -148,13 +154,15 @@ def _build_extractors(ctx: DistContext, specs: list[MetricSpec], opts: Any) -> d
             ex.fingerprint()  # finds the weights now, not after a decode pass
         return out
 
-    exs = ctx.run_agreed("finding the feature extractor", build_generic)
-
     def build_paired() -> dict[str, Any]:  # the face embedder and the matcher's image tower
         out = {r: _build_role(r, specs, opts) for r in roles if r in ("face", "matcher")}
         return {r: ex for r, ex in out.items() if ex is not None}  # None: the matcher reads FAKE itself
 
-    exs.update(ctx.run_agreed("building the face/text extractors", build_paired))
+    paired = ctx.run_agreed("building the face/text extractors", build_paired)
+    for ex in paired.values():
+        ex.start(default_workers() if opts.workers is None else opts.workers)
+    exs = ctx.run_agreed("finding the feature extractor", build_generic)
+    exs.update(paired)
     return exs
 
 
