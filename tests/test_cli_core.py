@@ -225,3 +225,38 @@ def test_import_loads_no_weights():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_program_freezes_the_collector_on_the_way_out(monkeypatch, capsys):
+    """main() freezes gc after click finishes (the quick exit), whether the command succeeds or not,
+    and the command's output and exit code are untouched."""
+    import gc
+    import sys
+
+    from facemetrics.cli.main import main
+
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(1))
+    for argv, code in ((["facemetrics", "--help"], 0), (["facemetrics", "score", "/no/such/dir", "/no/such"], 2)):
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as e:
+            main()
+        assert e.value.code == code
+    assert frozen == [1, 1]
+    out = capsys.readouterr()
+    assert "Usage" in out.out and "/no/such" in out.err
+
+
+def test_quick_exit_keeps_the_record(small, tmp_path):
+    """A real command in its own process: the record is complete after the frozen exit."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "rec.json"
+    env = dict(os.environ, FACEMETRICS_CACHE=str(tmp_path / "cache"))
+    r = subprocess.run([sys.executable, "-m", "facemetrics", "score", str(small[0]), str(small[1]), "--metrics",
+                        "fid", "-q", "--json", str(out)], capture_output=True, text=True, env=env,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["metrics"]["fid"]["value"] > 0
+    assert "fid" in r.stdout

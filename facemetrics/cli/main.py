@@ -188,7 +188,20 @@ cli.add_command(_compare_command)
 
 
 def main() -> None:
-    cli(prog_name="facemetrics")
+    """The ``facemetrics`` program: the click group, then a quick exit.
+
+    click ends with ``sys.exit``; before the interpreter shuts down, :func:`gc.freeze` moves every
+    live object out of the collector's reach, so the final collections at shutdown do not walk
+    torch's object graph (0.3-0.45 s of every command that imported torch, on the 2-core VM).
+    Nothing is lost: results are written and closed by then, atexit handlers (worker pools,
+    temporary folders) still run, and the OS reclaims the memory.
+    """
+    import gc
+
+    try:
+        cli(prog_name="facemetrics")
+    finally:
+        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover
