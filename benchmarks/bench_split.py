@@ -9,6 +9,8 @@ off. Each round runs, each in a fresh process and in rotated order:
   turns     ``facemetrics.score(REAL, FAKE, metrics="fid", cache=False)`` with the CPU
             schedule (decoding and the network take turns: ``FACEMETRICS_OVERLAP=0``)
   overlap   the same with decoding overlapping the network (``FACEMETRICS_OVERLAP=1``)
+  cli       the command a user runs, ``python -m facemetrics score REAL FAKE --metrics fid
+            --device cpu --no-cache -q --json F`` (CPU schedule; process time only, no split)
 
 For the two score runs it prints the call's and the process's images/s as a fraction of
 the network-alone rate of the same round (the issue's "end to end ≥ 90% of the network"),
@@ -89,7 +91,24 @@ print("SPLIT " + json.dumps({"fid": rec["metrics"]["fid"]["value"], "call": call
 PARTS = ("startup", "weights", "weights_hash", "file_hashes", "network", "frechet")
 
 
+def run_cli(a: Path, b: Path) -> dict:
+    """The ``score`` command in a fresh process: its FID (from the record) and wall time."""
+    with tempfile.TemporaryDirectory(prefix="fm-split-cli-") as tmp:
+        rec = Path(tmp) / "rec.json"
+        env = dict(os.environ, PYTHONPATH=str(REPO), FACEMETRICS_CACHE=str(Path(tmp) / "cache"))
+        t0 = time.time()
+        out = subprocess.run([sys.executable, "-m", "facemetrics", "score", str(a), str(b), "--metrics", "fid",
+                              "--device", "cpu", "--no-cache", "-q", "--json", str(rec)], env=env,
+                             capture_output=True, text=True, check=False)
+        wall = time.time() - t0
+        if out.returncode:
+            sys.exit(f"cli failed:\n{out.stderr[-3000:]}")
+        return {"fid": json.loads(rec.read_text())["metrics"]["fid"]["value"], "process": wall}
+
+
 def run_child(mode: str, a: Path, b: Path) -> dict:
+    if mode == "cli":
+        return run_cli(a, b)
     env = dict(os.environ, PYTHONPATH=str(REPO), SPLIT_T0=repr(time.time()))
     if mode in ("turns", "overlap"):
         env["FACEMETRICS_OVERLAP"] = "0" if mode == "turns" else "1"
@@ -118,12 +137,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("FACEMETRICS_DATA", REPO.parent / "shared" / "data")))
     a = ap.parse_args()
-    modes = ["network", "turns", "overlap"]
+    modes = ["network", "turns", "overlap", "cli"]
     rows: dict[str, list[dict]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
         real, fake = draw_sets(a.data, a.n, a.seed, Path(tmp))
         for r in range(a.rounds):
-            order = modes[r % 3:] + modes[:r % 3]
+            order = modes[r % len(modes):] + modes[:r % len(modes)]
             for m in order:
                 rows[m].append(run_child(m, real, fake))
                 print(f"round {r + 1} {m}: " + json.dumps({k: v for k, v in rows[m][-1].items() if k != "spent"}),
@@ -136,13 +155,16 @@ def main() -> int:
           f"(median; min–max {min(net):.2f}–{max(net):.2f})\n")
     print("| schedule | call s | img/s (call) | of network (call) | of network (process) | FID |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for m in ("turns", "overlap"):
+    for m in ("turns", "overlap", "cli"):
+        of_proc = [n / x["process"] / r for x, r in zip(rows[m], net)]
+        fids = ", ".join(f"{f:.6f}" for f in sorted({round(x["fid"], 6) for x in rows[m]}))
+        if m == "cli":  # the command: process only
+            print(f"| {m} (`score` command) | – | – | – | {fmt_range(of_proc)} | {fids} |")
+            continue
         call = [x["call"] for x in rows[m]]
         of_call = [n / x["call"] / r for x, r in zip(rows[m], net)]
-        of_proc = [n / x["process"] / r for x, r in zip(rows[m], net)]
-        fids = sorted({round(x["fid"], 6) for x in rows[m]})
         print(f"| {m} | {statistics.median(call):.1f} | {n / statistics.median(call):.2f} | {fmt_range(of_call)} | "
-              f"{fmt_range(of_proc)} | {', '.join(f'{f:.6f}' for f in fids)} |")
+              f"{fmt_range(of_proc)} | {fids} |")
     print("\n| schedule | process s | " + " | ".join(PARTS) + " | decode wait + rest |")
     print("| --- | ---: |" + " ---: |" * (len(PARTS) + 1))
     for m in ("turns", "overlap"):
