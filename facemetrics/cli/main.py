@@ -192,7 +192,8 @@ def main() -> None:
 
     click ends with ``sys.exit``; before the interpreter shuts down, :func:`gc.freeze` moves every
     live object out of the collector's reach, so the final collections at shutdown do not walk
-    torch's object graph (0.3-0.45 s of every command that imported torch, on the 2-core VM).
+    torch's object graph (0.15-0.4 s of every command that imported torch, measured on the
+    2-core VM).
     Nothing is lost: results are written and closed by then, atexit handlers (worker pools,
     temporary folders) still run, and the OS reclaims the memory.
     """

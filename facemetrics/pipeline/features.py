@@ -81,6 +81,11 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 1) // local))
 
 
+def worker_count(workers: int | None) -> int:
+    """``workers`` as given (``--workers``), or :func:`default_workers` when it is None."""
+    return default_workers() if workers is None else workers
+
+
 # Worker processes receive the source and the preprocessors once (initializer),
 # then only file names; results come back pickled.
 _PROC_STATE: tuple[ImageSource, list] | None = None
@@ -233,7 +238,7 @@ def extract(source: ImageSource, extractors: Sequence[FeatureExtractor], options
     batch_size, device, cache, strict, progress = o.batch_size, o.device, o.cache, o.strict, o.progress
     if batch_size < 1:
         raise FacemetricsError("batch size must be at least 1", "--batch-size")
-    workers = default_workers() if o.workers is None else o.workers
+    workers = worker_count(o.workers)
     if workers < 1:
         raise FacemetricsError("workers must be at least 1", "--workers")
     if o.workers_kind not in WORKER_KINDS:

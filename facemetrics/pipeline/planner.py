@@ -141,7 +141,7 @@ def _build_extractors(ctx: DistContext, specs: list[MetricSpec], opts: Any) -> d
     The face embedder and the matcher are built first and :meth:`~FeatureExtractor.start`-ed, so that
     worker processes (dlib's) load their models while the Inception weights load here.
     """
-    from facemetrics.pipeline.features import default_workers
+    from facemetrics.pipeline.features import worker_count
 
     roles = list(dict.fromkeys(r for s in specs for r in s.roles))
 
@@ -160,7 +160,7 @@ def _build_extractors(ctx: DistContext, specs: list[MetricSpec], opts: Any) -> d
 
     paired = ctx.run_agreed("building the face/text extractors", build_paired)
     for ex in paired.values():
-        ex.start(default_workers() if opts.workers is None else opts.workers)
+        ex.start(worker_count(opts.workers))
     exs = ctx.run_agreed("finding the feature extractor", build_generic)
     exs.update(paired)
     return exs

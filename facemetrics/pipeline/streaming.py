@@ -60,12 +60,12 @@ class StreamSide:
 
     def __init__(self, ex: FeatureExtractor, *, batch_size: int, device: str, keep: Sequence[str] = (),
                  workers: int | None = None) -> None:
-        from facemetrics.pipeline.features import default_workers
+        from facemetrics.pipeline.features import worker_count
 
         if batch_size < 1:
             raise FacemetricsError("batch size must be at least 1", "batch_size")
         self.ex, self.batch_size, self.device, self.keep = ex, int(batch_size), device, tuple(keep)
-        self.workers = default_workers() if workers is None else int(workers)
+        self.workers = int(worker_count(workers))
         if self.workers < 1:
             raise FacemetricsError("workers must be at least 1", "workers")
         self._prep = ex.preprocessor()
