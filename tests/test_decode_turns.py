@@ -132,20 +132,16 @@ class _BackgroundRunner:
 
 
 class RunnerExtractor(TimedExtractor):
-    """Runs in 'worker processes' (a background thread here), like the dlib embedder; counts start() calls."""
+    """Runs in 'worker processes' (a background thread here), like the dlib embedder."""
 
     name = "runner"
 
     def __init__(self) -> None:
         super().__init__()
         self.runner_spans: list = []
-        self.started: list[int] = []
 
     def process_runner(self, workers):
         return _BackgroundRunner(self.runner_spans)
-
-    def start(self, workers):
-        self.started.append(workers)
 
     def fingerprint(self):
         return {"extractor": "runner", "version": 1}
